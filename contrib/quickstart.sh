@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# contrib/quickstart.sh: build orderflowd and run it in the foreground
+# against a private PostgreSQL and Redis, on a Debian 12 machine (as root,
+# or with sudo for the package installation).
+#
+#   contrib/quickstart.sh        (OF_PORT=8081 to listen elsewhere)
+#
+# Build: build/quickstart.  Config, pid file and server data: run/ (data
+# is kept between runs; ^C stops orderflowd, Redis and PostgreSQL).
+set -euo pipefail
+
+SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+BUILDDIR=$SRCDIR/build/quickstart
+RUNDIR=$SRCDIR/run
+# A subdirectory that servers.sh creates itself, so that it can hand it to
+# the server user (run/ itself stays the invoking user's).
+DATADIR=$RUNDIR/data
+CONF=$RUNDIR/orderflowd.conf
+PIDFILE=$RUNDIR/orderflowd.pid
+PORT=${OF_PORT:-8080}
+DAEMON=$BUILDDIR/src/orderflowd
+DAEMON_PID=
+
+# shellcheck source=servers.sh source-path=SCRIPTDIR
+. "$SRCDIR/contrib/servers.sh"
+
+die() {
+	printf 'quickstart: %s\n' "$*" >&2
+	exit 1
+}
+
+say() { printf 'quickstart: %s\n' "$*" >&2; }
+
+build() {
+	of_autoreconf "$SRCDIR"
+	of_configure "$SRCDIR" "$BUILDDIR" --with-systemd
+	# Always make: picks up source changes since the last run.
+	make -C "$BUILDDIR" -j"$(nproc)"
+	[[ -x $DAEMON ]] || die "make did not produce $DAEMON"
+}
+
+# _alive PID: running and not a zombie (kill -0 succeeds on zombies).
+_alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+# A daemon from a killed earlier run (it has its own session, so it
+# outlives us) would hold the port: stop it if it is ours.
+stop_leftover_daemon() {
+	local pid comm
+	[[ -r $PIDFILE ]] || return 0
+	pid=$(<"$PIDFILE")
+	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || comm=
+	if [[ $pid =~ ^[0-9]+$ && $comm == orderflowd ]] &&
+		tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "$CONF"; then
+		say "stopping orderflowd left over from an earlier run (pid $pid)"
+		stop_daemon "$pid"
+	fi
+	rm -f -- "$PIDFILE"
+}
+
+# stop_daemon PID: SIGTERM, then what shutdown_timeout (10 s) allows plus
+# a margin, then SIGKILL.
+stop_daemon() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in {1..150}; do
+		_alive "$pid" || return 0
+		sleep 0.1
+	done
+	say "orderflowd (pid $pid) ignored SIGTERM for 15 s; killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+check_port() {
+	if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
+		die "OF_PORT: not a port number: $PORT"
+	fi
+	# Connecting succeeds only if something listens there already.
+	if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+		die "port $PORT on 127.0.0.1 is already in use; stop that program or run with OF_PORT=another-port"
+	fi
+}
+
+write_config() {
+	local tmp=$CONF.tmp
+	cat >"$tmp" <<EOF
+# Written by contrib/quickstart.sh on every run: edit the script, not this.
+[server]
+listen_addr = 127.0.0.1
+listen_port = $PORT
+
+[log]
+level = info
+
+[postgres]
+conninfo = $OF_PG_CONNINFO
+migrations_dir = $SRCDIR/sql
+
+[redis]
+socket = $OF_REDIS_SOCKET
+EOF
+	mv -- "$tmp" "$CONF"
+}
+
+# Idempotent: ON CONFLICT DO NOTHING on the unique email / tiktok_shop_id.
+seed_demo_data() {
+	"$OF_PG_BIN/psql" -X -q -1 -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" <<'EOF'
+INSERT INTO creators (id, email, display_name)
+VALUES (gen_random_uuid(), 'demo@orderflow.test', 'Demo Creator')
+ON CONFLICT DO NOTHING;
+
+INSERT INTO shops (id, creator_id, tiktok_shop_id, shop_name, app_key, app_secret)
+SELECT gen_random_uuid(), c.id, '7495540735365777507', 'Demo Shop',
+       'demo-app-key', 'demo-app-secret'
+FROM creators c WHERE c.email = 'demo@orderflow.test'
+ON CONFLICT DO NOTHING;
+EOF
+}
+
+# Single-quote for copy-pasting into a shell.
+shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+print_howto() {
+	local url=http://127.0.0.1:$PORT
+	cat >&2 <<EOF
+
+orderflowd is starting on $url
+  curl $url/healthz
+  curl $url/readyz
+  curl $url/api/health/orders
+  curl $url/metrics
+Database (demo creator demo@orderflow.test, shop 7495540735365777507):
+  psql $(shquote "$OF_PG_CONNINFO")
+Config: $CONF
+Stop with Ctrl-C: stops orderflowd, Redis and PostgreSQL (data stays in ${OF_PG_SOCKDIR%/pgsock}).
+
+EOF
+}
+
+# EXIT trap (also reached through the signal traps): daemon first, since
+# it would otherwise log connection errors while the servers go away.
+# shellcheck disable=SC2317 # called from traps
+cleanup() {
+	trap - EXIT INT TERM HUP
+	if [[ -n $DAEMON_PID ]]; then
+		stop_daemon "$DAEMON_PID"
+		wait "$DAEMON_PID" 2>/dev/null || true
+		rm -f -- "$PIDFILE"
+	fi
+	of_redis_stop "$DATADIR" || true
+	of_pg_stop "$DATADIR" || true
+}
+
+# shellcheck disable=SC2317 # called from traps
+on_signal() {
+	cleanup
+	exit "$1"
+}
+
+main() {
+	(($# == 0)) || die "usage: contrib/quickstart.sh (no arguments; OF_PORT=PORT to change the port)"
+	of_install_packages "$OF_BUILD_DEPS"
+	build
+	mkdir -p -- "$RUNDIR"
+	stop_leftover_daemon
+	check_port
+
+	trap cleanup EXIT
+	trap 'on_signal 130' INT
+	trap 'on_signal 143' TERM
+	trap 'on_signal 129' HUP
+	of_pg_start "$DATADIR"
+	of_redis_start "$DATADIR"
+	write_config
+	"$DAEMON" -c "$CONF" --migrate || die "orderflowd --migrate failed"
+	seed_demo_data || die "could not create the demo creator and shop"
+	print_howto
+
+	# Own session (setsid): a terminal ^C reaches only this script, which
+	# sends one SIGTERM; two signals would make orderflowd exit at once.
+	setsid "$DAEMON" -c "$CONF" &
+	DAEMON_PID=$!
+	echo "$DAEMON_PID" >"$PIDFILE"
+	local rc=0
+	wait "$DAEMON_PID" || rc=$?
+	DAEMON_PID=
+	rm -f -- "$PIDFILE"
+	say "orderflowd exited with status $rc"
+	exit "$rc"
+}
+
+main "$@"

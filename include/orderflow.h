@@ -1,0 +1,19 @@
+/*
+ * orderflow.h: the umbrella header; every module header, in dependency order.
+ */
+#ifndef ORDERFLOW_H
+#define ORDERFLOW_H
+
+#include "orderflow/util.h"
+#include "orderflow/log.h"
+#include "orderflow/config.h"
+#include "orderflow/metrics.h"
+#include "orderflow/pg.h"
+#include "orderflow/rds.h"
+#include "orderflow/worker.h"
+#include "orderflow/httpd.h"
+#include "orderflow/health.h"
+#include "orderflow/migrate.h"
+#include "orderflow/sysd.h"
+
+#endif

@@ -1,0 +1,94 @@
+/*
+ * config: the process configuration, parsed from one INI file.
+ *
+ * Every key is a row of one table in config.c: section, name, type,
+ * default (as text, parsed by the same code as the file), bounds, and
+ * whether a reload may change it.  A loaded config is immutable and
+ * reference counted: main loads it, hands a reference to each worker, and
+ * on SIGHUP builds a new one that the workers swap in through their queues.
+ * Called by main (load, reload) and by every module that reads settings.
+ */
+#ifndef ORDERFLOW_CONFIG_H
+#define ORDERFLOW_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orderflow/util.h"
+
+/* Longest line accepted in a config file, in bytes. */
+#define CONFIG_LINE_MAX 4096
+/* Largest config file accepted, in bytes. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+struct config {
+	atomic_int	refs;		/* references; freed at zero */
+	char		*path;		/* file it came from, or "<defaults>" */
+	struct {
+		char	*listen_addr;	/* IP literal */
+		int64_t	listen_port;
+		int64_t	workers;	/* 0: one per online CPU */
+		int64_t	listen_backlog;
+		int64_t	max_body_size;	/* bytes */
+		int64_t	max_header_size; /* bytes */
+		int64_t	client_timeout;	/* ms */
+		int64_t	shutdown_timeout; /* ms */
+	} server;
+	struct {
+		int64_t	level;		/* enum log_level */
+	} log;
+	struct {
+		char	*conninfo;
+		int64_t	pool_size;	/* connections per worker */
+		int64_t	max_wait_queue;	/* queued batches per worker */
+		int64_t	connect_timeout; /* ms */
+		int64_t	query_timeout;	/* ms */
+		int64_t	reconnect_min;	/* ms */
+		int64_t	reconnect_max;	/* ms */
+		char	*migrations_dir;
+	} postgres;
+	struct {
+		char	*host;		/* IP literal */
+		int64_t	port;
+		char	*socket;	/* unix socket path; "" = use host/port */
+		int64_t	db;
+		char	*password;	/* "" = no AUTH */
+		int64_t	connect_timeout; /* ms */
+		int64_t	command_timeout; /* ms */
+		int64_t	reconnect_min;	/* ms */
+		int64_t	reconnect_max;	/* ms */
+	} redis;
+	struct {
+		int64_t	max_queue_depth;
+		int64_t	max_queue_age;	/* ms */
+	} health;
+};
+
+/* Called for each key that changed but needs a restart to take effect. */
+typedef void config_restart_cb(const char *key, void *arg);
+
+/*
+ * Load and validate a file.  On error returns NULL and sets *cause to
+ * "FILE:LINE: section.key: reason" (caller frees).
+ */
+struct config *config_load(const char *path, char **cause) MUSTCHECK;
+/* The same from text in memory; name stands for the file in messages. */
+struct config *config_load_string(const char *text, const char *name,
+    char **cause) MUSTCHECK;
+
+/*
+ * Prepare a freshly loaded config to replace a running one: keys that need
+ * a restart keep their running values, and each one that differed is
+ * reported through cb.
+ */
+void config_keep_restart_keys(struct config *next, const struct config *running,
+    config_restart_cb *cb, void *arg);
+
+/* Number of worker threads this config asks for (resolves workers = 0). */
+int config_worker_count(const struct config *cfg);
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * util: allocation that dies on OOM, clocks, small string helpers.
+ *
+ * Everything here is thread-safe and free of I/O; every module uses it.
+ */
+#ifndef ORDERFLOW_UTIL_H
+#define ORDERFLOW_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define MUSTCHECK __attribute__((warn_unused_result))
+#define PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
+#define NORETURN __attribute__((noreturn))
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation: these never return NULL; running out of memory is fatal. */
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *ptr, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) PRINTFLIKE(1, 2);
+char *xvasprintf(const char *fmt, va_list ap) PRINTFLIKE(1, 0);
+
+/* Monotonic clock in microseconds, for durations and timers. */
+int64_t util_mono_us(void);
+/* Wall clock in milliseconds since the epoch, for timestamps people read. */
+int64_t util_wall_ms(void);
+/* Format wall_ms as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
+void util_rfc3339(char *buf, size_t size, int64_t wall_ms);
+
+/* True when s is an IPv4 or IPv6 address literal (no name lookup). */
+bool util_is_ip_literal(const char *s);
+/* Random 32-bit value from a per-thread generator seeded from the OS. */
+uint32_t util_random(void);
+/* Add +/-25% jitter to a delay so reconnect storms spread out. */
+int64_t util_jitter(int64_t ms);
+
+/*
+ * Append s to buf as the inside of a JSON string (no quotes), escaping what
+ * JSON requires; returns the number of bytes written, or the size needed
+ * when buf is too small (like snprintf).
+ */
+size_t util_json_escape(char *buf, size_t size, const char *s);
+
+#endif

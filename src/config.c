@@ -1,0 +1,553 @@
+/*
+ * config: the key table, the INI parser glue, and validation.
+ *
+ * Defaults are text fed through the same parser as the file, so a default
+ * can never be out of its own bounds without the unit tests noticing.
+ * Errors name FILE:LINE, the key and the reason, and the first one wins.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orderflow/config.h"
+#include "orderflow/log.h"
+
+enum config_type {
+	CONFIG_INT,		/* decimal integer */
+	CONFIG_SIZE,		/* bytes, optional k or m suffix */
+	CONFIG_DURATION,	/* ms|s|min|h suffix, bare number = seconds; stored in ms */
+	CONFIG_STRING,		/* any text */
+	CONFIG_IP,		/* IPv4/IPv6 literal: names would need a blocking lookup */
+	CONFIG_LEVEL,		/* log level name */
+	CONFIG_CONNINFO,	/* libpq conninfo whose hosts need no name lookup */
+};
+
+#define CONFIG_RESTART	0x01	/* a reload cannot change it */
+
+struct config_key {
+	const char	*section;
+	const char	*name;
+	enum config_type type;
+	const char	*def;		/* default, as it would be written in the file */
+	int64_t		min, max;	/* bounds for numbers (ms for durations) */
+	size_t		offset;		/* field in struct config */
+	int		flags;		/* CONFIG_RESTART */
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define MS(x) ((int64_t)(x))
+#define SEC(x) ((int64_t)(x) * 1000)
+
+/* One row per key; tests/optscan.sh reads the rows that start with { "section", "key",. */
+static const struct config_key config_keys[] = {
+	{ "server", "listen_addr", CONFIG_IP, "127.0.0.1", 0, 0, OFF(server.listen_addr), CONFIG_RESTART },
+	{ "server", "listen_port", CONFIG_INT, "8080", 1, 65535, OFF(server.listen_port), CONFIG_RESTART },
+	{ "server", "workers", CONFIG_INT, "0", 0, 64, OFF(server.workers), CONFIG_RESTART },
+	{ "server", "listen_backlog", CONFIG_INT, "511", 1, 65535, OFF(server.listen_backlog), CONFIG_RESTART },
+	{ "server", "max_body_size", CONFIG_SIZE, "1m", 1024, 64 << 20, OFF(server.max_body_size), 0 },
+	{ "server", "max_header_size", CONFIG_SIZE, "16k", 1024, 1 << 20, OFF(server.max_header_size), 0 },
+	{ "server", "client_timeout", CONFIG_DURATION, "30s", SEC(1), SEC(3600), OFF(server.client_timeout), 0 },
+	{ "server", "shutdown_timeout", CONFIG_DURATION, "10s", 0, SEC(3600), OFF(server.shutdown_timeout), 0 },
+	{ "log", "level", CONFIG_LEVEL, "info", 0, 0, OFF(log.level), 0 },
+	{ "postgres", "conninfo", CONFIG_CONNINFO, "host=/var/run/postgresql dbname=orderflow", 0, 0, OFF(postgres.conninfo), CONFIG_RESTART },
+	{ "postgres", "pool_size", CONFIG_INT, "4", 1, 256, OFF(postgres.pool_size), CONFIG_RESTART },
+	{ "postgres", "max_wait_queue", CONFIG_INT, "1024", 0, 1000000, OFF(postgres.max_wait_queue), 0 },
+	{ "postgres", "connect_timeout", CONFIG_DURATION, "5s", MS(100), SEC(300), OFF(postgres.connect_timeout), 0 },
+	{ "postgres", "query_timeout", CONFIG_DURATION, "10s", MS(100), SEC(3600), OFF(postgres.query_timeout), 0 },
+	{ "postgres", "reconnect_min", CONFIG_DURATION, "100ms", MS(10), SEC(60), OFF(postgres.reconnect_min), 0 },
+	{ "postgres", "reconnect_max", CONFIG_DURATION, "5s", MS(100), SEC(600), OFF(postgres.reconnect_max), 0 },
+	{ "postgres", "migrations_dir", CONFIG_STRING, OF_PKGDATADIR "/sql", 0, 0, OFF(postgres.migrations_dir), 0 },
+	{ "redis", "host", CONFIG_IP, "127.0.0.1", 0, 0, OFF(redis.host), CONFIG_RESTART },
+	{ "redis", "port", CONFIG_INT, "6379", 1, 65535, OFF(redis.port), CONFIG_RESTART },
+	{ "redis", "socket", CONFIG_STRING, "", 0, 0, OFF(redis.socket), CONFIG_RESTART },
+	{ "redis", "db", CONFIG_INT, "0", 0, 255, OFF(redis.db), CONFIG_RESTART },
+	{ "redis", "password", CONFIG_STRING, "", 0, 0, OFF(redis.password), CONFIG_RESTART },
+	{ "redis", "connect_timeout", CONFIG_DURATION, "2s", MS(100), SEC(300), OFF(redis.connect_timeout), 0 },
+	{ "redis", "command_timeout", CONFIG_DURATION, "2s", MS(100), SEC(300), OFF(redis.command_timeout), 0 },
+	{ "redis", "reconnect_min", CONFIG_DURATION, "100ms", MS(10), SEC(60), OFF(redis.reconnect_min), 0 },
+	{ "redis", "reconnect_max", CONFIG_DURATION, "5s", MS(100), SEC(600), OFF(redis.reconnect_max), 0 },
+	{ "health", "max_queue_depth", CONFIG_INT, "1000", 1, 100000000, OFF(health.max_queue_depth), 0 },
+	{ "health", "max_queue_age", CONFIG_DURATION, "60s", SEC(1), SEC(86400), OFF(health.max_queue_age), 0 },
+};
+
+/* State of one parse: the config being filled and the first error. */
+struct config_parse {
+	struct config	*cfg;
+	const char	*name;			/* file name for messages */
+	int		lines[NELEM(config_keys)]; /* line that set each key, 0 = default */
+	int		line;			/* current line, counted by our reader */
+	char		*cause;			/* first error, "section.key: reason" */
+	int		cause_line;
+};
+
+static const char *const config_level_names[] = { "error", "warn", "info", "debug" };
+
+static int64_t *
+config_num(struct config *cfg, const struct config_key *k)
+{
+	return (int64_t *)(void *)((char *)cfg + k->offset);
+}
+
+static char **
+config_str(struct config *cfg, const struct config_key *k)
+{
+	return (char **)(void *)((char *)cfg + k->offset);
+}
+
+/* Parse a whole decimal integer with an optional unit suffix into *out. */
+static bool
+config_parse_number(const char *value, int64_t *out, const char **unit)
+{
+	char *end;
+	long long v;
+
+	if (value[0] == '\0' || value[0] == '+' || value[0] == ' ')
+		return false;
+	errno = 0;
+	v = strtoll(value, &end, 10);
+	if (errno != 0 || end == value)
+		return false;
+	*out = v;
+	*unit = end;
+	return true;
+}
+
+static char *
+config_parse_duration(const char *value, int64_t *ms)
+{
+	static const struct { const char *unit; int64_t mult; } units[] = {
+		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "min", 60000 }, { "h", 3600000 },
+	};
+	const char *unit;
+	int64_t v;
+
+	if (!config_parse_number(value, &v, &unit))
+		return xasprintf("not a duration: \"%s\" (write e.g. 500ms, 30s, 5min, 1h)", value);
+	for (size_t i = 0; i < NELEM(units); i++) {
+		if (strcmp(unit, units[i].unit) != 0)
+			continue;
+		if (v < 0 || v > INT64_MAX / units[i].mult)
+			return xasprintf("duration out of range: \"%s\"", value);
+		*ms = v * units[i].mult;
+		return NULL;
+	}
+	return xasprintf("unknown duration unit \"%s\" in \"%s\" (use ms, s, min or h)", unit, value);
+}
+
+static char *
+config_parse_size(const char *value, int64_t *bytes)
+{
+	const char *unit;
+	int64_t v, mult;
+
+	if (!config_parse_number(value, &v, &unit))
+		return xasprintf("not a size: \"%s\" (write e.g. 4096, 16k, 1m)", value);
+	if (unit[0] == '\0')
+		mult = 1;
+	else if (strcmp(unit, "k") == 0 || strcmp(unit, "K") == 0)
+		mult = 1024;
+	else if (strcmp(unit, "m") == 0 || strcmp(unit, "M") == 0)
+		mult = 1024 * 1024;
+	else
+		return xasprintf("unknown size unit \"%s\" in \"%s\" (use k or m)", unit, value);
+	if (v < 0 || v > INT64_MAX / mult)
+		return xasprintf("size out of range: \"%s\"", value);
+	*bytes = v * mult;
+	return NULL;
+}
+
+/* Hosts in a conninfo must be socket directories or IP literals. */
+static char *
+config_check_conninfo(const char *value)
+{
+	PQconninfoOption *opts, *o;
+	const char *host = NULL, *hostaddr = NULL;
+	char *err = NULL, *cause = NULL, *hosts, *h, *save;
+
+	opts = PQconninfoParse(value, &err);
+	if (opts == NULL) {
+		cause = xasprintf("invalid conninfo: %s", err != NULL ? err : "out of memory");
+		if (err != NULL) {
+			cause[strcspn(cause, "\n")] = '\0';
+			PQfreemem(err);
+		}
+		return cause;
+	}
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val != NULL && strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (o->val != NULL && strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+	}
+	if (host != NULL && (hostaddr == NULL || hostaddr[0] == '\0')) {
+		hosts = xstrdup(host);
+		for (h = strtok_r(hosts, ",", &save); h != NULL && cause == NULL;
+		    h = strtok_r(NULL, ",", &save)) {
+			if (h[0] != '/' && h[0] != '@' && !util_is_ip_literal(h))
+				cause = xasprintf("host \"%s\" is a name: use an IP literal, "
+				    "hostaddr= or a socket directory (a name lookup would block)", h);
+		}
+		free(hosts);
+	}
+	PQconninfoFree(opts);
+	return cause;
+}
+
+/* Parse value into the key's field; returns NULL or the reason it is bad. */
+static char *
+config_set(struct config *cfg, const struct config_key *k, const char *value)
+{
+	const char *unit;
+	char *cause = NULL;
+	int64_t v = 0;
+
+	switch (k->type) {
+	case CONFIG_INT:
+		if (!config_parse_number(value, &v, &unit) || unit[0] != '\0')
+			return xasprintf("not an integer: \"%s\"", value);
+		break;
+	case CONFIG_SIZE:
+		cause = config_parse_size(value, &v);
+		break;
+	case CONFIG_DURATION:
+		cause = config_parse_duration(value, &v);
+		break;
+	case CONFIG_LEVEL:
+		for (v = 0; v < (int64_t)NELEM(config_level_names); v++)
+			if (strcmp(value, config_level_names[v]) == 0)
+				break;
+		if (v == (int64_t)NELEM(config_level_names))
+			return xasprintf("unknown level \"%s\" (use error, warn, info or debug)", value);
+		*config_num(cfg, k) = v;
+		return NULL;
+	case CONFIG_IP:
+		if (!util_is_ip_literal(value))
+			return xasprintf("not an IP address: \"%s\" (names are not looked up)", value);
+		/* FALLTHROUGH */
+	case CONFIG_STRING:
+	case CONFIG_CONNINFO:
+		if (k->type == CONFIG_CONNINFO && (cause = config_check_conninfo(value)) != NULL)
+			return cause;
+		free(*config_str(cfg, k));
+		*config_str(cfg, k) = xstrdup(value);
+		return NULL;
+	}
+	if (cause != NULL)
+		return cause;
+	if (v < k->min || v > k->max)
+		return xasprintf("\"%s\" is out of range (%lld..%lld%s)", value,
+		    (long long)(k->type == CONFIG_DURATION ? k->min : k->min),
+		    (long long)k->max, k->type == CONFIG_DURATION ? " ms" :
+		    k->type == CONFIG_SIZE ? " bytes" : "");
+	*config_num(cfg, k) = v;
+	return NULL;
+}
+
+static const struct config_key *
+config_find(const char *section, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < NELEM(config_keys); i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0) {
+			*idx = i;
+			return &config_keys[i];
+		}
+	}
+	return NULL;
+}
+
+static bool
+config_section_known(const char *section)
+{
+	for (size_t i = 0; i < NELEM(config_keys); i++)
+		if (strcmp(config_keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+static void
+config_fail(struct config_parse *p, int line, char *cause)
+{
+	if (p->cause == NULL) {
+		p->cause = cause;
+		p->cause_line = line;
+	} else {
+		free(cause);
+	}
+}
+
+/* inih calls this for every key = value line. */
+static int
+config_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct config_parse *p = user;
+	const struct config_key *k;
+	char *reason, *unquoted = NULL;
+	size_t idx, len = strlen(value);
+
+	if (section[0] == '\0') {
+		config_fail(p, p->line, xasprintf("%s: key outside of any [section]", name));
+		return 0;
+	}
+	if (!config_section_known(section)) {
+		config_fail(p, p->line, xasprintf("[%s]: unknown section", section));
+		return 0;
+	}
+	if ((k = config_find(section, name, &idx)) == NULL) {
+		config_fail(p, p->line, xasprintf("%s.%s: unknown key", section, name));
+		return 0;
+	}
+	if (p->lines[idx] != 0) {
+		config_fail(p, p->line, xasprintf("%s.%s: duplicate key (first set on line %d)",
+		    section, name, p->lines[idx]));
+		return 0;
+	}
+	if (len >= 2 && value[0] == '"' && value[len - 1] == '"')
+		value = unquoted = xstrndup(value + 1, len - 2);
+	reason = config_set(p->cfg, k, value);
+	free(unquoted);
+	if (reason != NULL) {
+		config_fail(p, p->line, xasprintf("%s.%s: %s", section, name, reason));
+		free(reason);
+		return 0;
+	}
+	p->lines[idx] = p->line;
+	return 1;
+}
+
+/* Reader state for inih: hands out one line at a time and counts lines. */
+struct config_reader {
+	struct config_parse	*p;
+	const char		*next;
+};
+
+static char *
+config_ini_reader(char *buf, int size, void *stream)
+{
+	struct config_reader *r = stream;
+	size_t len;
+
+	if (*r->next == '\0')
+		return NULL;
+	len = strcspn(r->next, "\n");
+	if (r->next[len] == '\n')
+		len++;
+	if (len >= (size_t)size)
+		len = (size_t)size - 1;	/* cannot happen: lines were checked */
+	memcpy(buf, r->next, len);
+	buf[len] = '\0';
+	r->next += len;
+	r->p->line++;
+	return buf;
+}
+
+/* Checks the handler cannot make: bounds between keys. */
+static void
+config_check_pairs(struct config_parse *p)
+{
+	static const struct { const char *section, *lo, *hi; } pairs[] = {
+		{ "postgres", "reconnect_min", "reconnect_max" },
+		{ "redis", "reconnect_min", "reconnect_max" },
+	};
+	size_t ilo, ihi;
+
+	for (size_t i = 0; i < NELEM(pairs); i++) {
+		const struct config_key *lo = config_find(pairs[i].section, pairs[i].lo, &ilo);
+		const struct config_key *hi = config_find(pairs[i].section, pairs[i].hi, &ihi);
+
+		if (*config_num(p->cfg, lo) > *config_num(p->cfg, hi))
+			config_fail(p, p->lines[ihi] ? p->lines[ihi] : p->lines[ilo],
+			    xasprintf("%s.%s: must not be below %s.%s", pairs[i].section,
+			    pairs[i].hi, pairs[i].section, pairs[i].lo));
+	}
+}
+
+static void
+config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < NELEM(config_keys); i++) {
+		enum config_type t = config_keys[i].type;
+
+		if (t == CONFIG_STRING || t == CONFIG_IP || t == CONFIG_CONNINFO)
+			free(*config_str(cfg, &config_keys[i]));
+	}
+	free(cfg->path);
+	free(cfg);
+}
+
+/* A config holding every default; the defaults are valid by construction (tested). */
+static struct config *
+config_new_defaults(const char *name)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+
+	atomic_init(&cfg->refs, 1);
+	cfg->path = xstrdup(name);
+	for (size_t i = 0; i < NELEM(config_keys); i++) {
+		char *reason = config_set(cfg, &config_keys[i], config_keys[i].def);
+
+		if (reason != NULL) {
+			fprintf(stderr, "orderflowd: bad built-in default for %s.%s: %s\n",
+			    config_keys[i].section, config_keys[i].name, reason);
+			abort();
+		}
+	}
+	return cfg;
+}
+
+/* Reject lines inih would silently split, and NUL bytes it would stop at. */
+static char *
+config_check_lines(const char *text, size_t len)
+{
+	int line = 1;
+	size_t start = 0;
+
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && text[i] == '\0')
+			return xasprintf("%d: NUL byte in file", line);
+		if (i == len || text[i] == '\n') {
+			if (i - start > CONFIG_LINE_MAX)
+				return xasprintf("%d: line longer than %d bytes", line, CONFIG_LINE_MAX);
+			line++;
+			start = i + 1;
+		}
+	}
+	return NULL;
+}
+
+static struct config *
+config_parse_text(const char *text, size_t len, const char *name, char **cause)
+{
+	struct config_parse p = { .name = name };
+	struct config_reader r = { .p = &p, .next = text };
+	char *bad;
+	int rc;
+
+	if ((bad = config_check_lines(text, len)) != NULL) {
+		*cause = xasprintf("%s:%s", name, bad);
+		free(bad);
+		return NULL;
+	}
+	p.cfg = config_new_defaults(name);
+	/* Debian's inih exposes its build options; pin the ones we document. */
+	ini_allow_multiline = false;
+	ini_allow_inline_comments = false;
+	ini_stop_on_first_error = true;
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_max_line = CONFIG_LINE_MAX + 3;
+	rc = ini_parse_stream(config_ini_reader, &r, config_ini_handler, &p);
+	if (rc == 0)
+		config_check_pairs(&p);
+	if (rc != 0 && p.cause == NULL) {
+		if (rc > 0)
+			config_fail(&p, rc, xstrdup("syntax error: expected \"key = value\", "
+			    "\"[section]\" or a comment"));
+		else
+			config_fail(&p, 0, xstrdup("cannot parse (out of memory)"));
+	}
+	if (p.cause != NULL) {
+		*cause = xasprintf("%s:%d: %s", name, p.cause_line, p.cause);
+		free(p.cause);
+		config_free(p.cfg);
+		return NULL;
+	}
+	return p.cfg;
+}
+
+struct config *
+config_load_string(const char *text, const char *name, char **cause)
+{
+	return config_parse_text(text, strlen(text), name, cause);
+}
+
+struct config *
+config_load(const char *path, char **cause)
+{
+	struct config *cfg;
+	FILE *f;
+	char *text;
+	size_t len;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		*cause = xasprintf("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	text = xmalloc(CONFIG_FILE_MAX + 1);
+	len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+	if (ferror(f) || len > CONFIG_FILE_MAX) {
+		*cause = ferror(f) ? xasprintf("%s: read error", path) :
+		    xasprintf("%s: file larger than %d bytes", path, CONFIG_FILE_MAX);
+		fclose(f);
+		free(text);
+		return NULL;
+	}
+	fclose(f);
+	text[len] = '\0';
+	cfg = config_parse_text(text, len, path, cause);
+	free(text);
+	return cfg;
+}
+
+void
+config_keep_restart_keys(struct config *next, const struct config *running,
+    config_restart_cb *cb, void *arg)
+{
+	struct config *run = (struct config *)running;	/* read only */
+
+	for (size_t i = 0; i < NELEM(config_keys); i++) {
+		const struct config_key *k = &config_keys[i];
+		char key[64];
+		bool same;
+
+		if (!(k->flags & CONFIG_RESTART))
+			continue;
+		if (k->type == CONFIG_STRING || k->type == CONFIG_IP || k->type == CONFIG_CONNINFO) {
+			same = strcmp(*config_str(next, k), *config_str(run, k)) == 0;
+			if (!same) {
+				free(*config_str(next, k));
+				*config_str(next, k) = xstrdup(*config_str(run, k));
+			}
+		} else {
+			same = *config_num(next, k) == *config_num(run, k);
+			*config_num(next, k) = *config_num(run, k);
+		}
+		if (!same && cb != NULL) {
+			snprintf(key, sizeof(key), "%s.%s", k->section, k->name);
+			cb(key, arg);
+		}
+	}
+}
+
+int
+config_worker_count(const struct config *cfg)
+{
+	long n;
+
+	if (cfg->server.workers > 0)
+		return (int)cfg->server.workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > 64 ? 64 : (int)n;
+}
+
+struct config *
+config_ref(struct config *cfg)
+{
+	atomic_fetch_add(&cfg->refs, 1);
+	return cfg;
+}
+
+void
+config_unref(struct config *cfg)
+{
+	if (cfg != NULL && atomic_fetch_sub(&cfg->refs, 1) == 1)
+		config_free(cfg);
+}

@@ -1,0 +1,391 @@
+/*
+ * httpd: routing, limits and replies on top of one worker's evhttp.
+ *
+ * The route table below is the whole HTTP surface: a path pattern
+ * ({name} matches one segment), the methods it takes, and its handler.
+ * A known path with another method is 405 with Allow; anything else 404.
+ */
+#include "config.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderflow/config.h"
+#include "orderflow/health.h"
+#include "orderflow/httpd.h"
+#include "orderflow/log.h"
+#include "orderflow/worker.h"
+
+#define HTTPD_GET	0x01	/* GET, and HEAD with it */
+#define HTTPD_POST	0x02
+#define HTTPD_PUT	0x04
+#define HTTPD_DELETE	0x08
+#define HTTPD_PATCH	0x10
+
+struct httpd_route {
+	const char	*pattern;	/* "/api/orders/{id}" */
+	int		methods;	/* HTTPD_* bits */
+	httpd_handler	*handler;
+};
+
+/* The HTTP surface. tests and the OpenAPI check read the patterns. */
+static const struct httpd_route httpd_routes[] = {
+	{ "/healthz", HTTPD_GET, health_healthz },
+	{ "/readyz", HTTPD_GET, health_readyz },
+	{ "/api/health/orders", HTTPD_GET, health_orders },
+	{ "/metrics", HTTPD_GET, health_metrics },
+};
+
+struct httpd {
+	struct worker	*w;
+	struct evhttp	*http;
+	struct evhttp_bound_socket *bound;	/* NULL once we stopped accepting */
+	int		inflight;		/* requests not yet answered */
+};
+
+int
+httpd_route_count(void)
+{
+	return (int)NELEM(httpd_routes);
+}
+
+const char *
+httpd_route_pattern(int idx)
+{
+	return idx >= 0 && idx < (int)NELEM(httpd_routes) ? httpd_routes[idx].pattern : "unmatched";
+}
+
+static int
+httpd_method_bit(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+	case EVHTTP_REQ_HEAD:
+		return HTTPD_GET;
+	case EVHTTP_REQ_POST:
+		return HTTPD_POST;
+	case EVHTTP_REQ_PUT:
+		return HTTPD_PUT;
+	case EVHTTP_REQ_DELETE:
+		return HTTPD_DELETE;
+	case EVHTTP_REQ_PATCH:
+		return HTTPD_PATCH;
+	default:
+		return 0;
+	}
+}
+
+static const char *
+httpd_method_name(enum evhttp_cmd_type cmd)
+{
+	static const struct { enum evhttp_cmd_type cmd; const char *name; } names[] = {
+		{ EVHTTP_REQ_GET, "GET" }, { EVHTTP_REQ_HEAD, "HEAD" }, { EVHTTP_REQ_POST, "POST" },
+		{ EVHTTP_REQ_PUT, "PUT" }, { EVHTTP_REQ_DELETE, "DELETE" },
+		{ EVHTTP_REQ_PATCH, "PATCH" }, { EVHTTP_REQ_OPTIONS, "OPTIONS" },
+		{ EVHTTP_REQ_TRACE, "TRACE" }, { EVHTTP_REQ_CONNECT, "CONNECT" },
+	};
+
+	for (size_t i = 0; i < NELEM(names); i++)
+		if (names[i].cmd == cmd)
+			return names[i].name;
+	return "?";
+}
+
+/* Match path against pattern, filling hr->params; path is modified in place. */
+static bool
+httpd_match(const char *pattern, char *path, char **params)
+{
+	int np = 0;
+
+	while (*pattern != '\0' && *path != '\0') {
+		if (*pattern == '{') {
+			const char *close = strchr(pattern, '}');
+			char *end = path + strcspn(path, "/");
+
+			if (close == NULL || end == path || np == HTTPD_MAX_PARAMS)
+				return false;
+			params[np++] = path;
+			pattern = close + 1;
+			path = end;
+			if (*path == '/' && *pattern == '/') {
+				*path++ = '\0';
+				pattern++;
+			}
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return false;
+	}
+	return *pattern == '\0' && *path == '\0';
+}
+
+/* Find the route for path; *allowed collects the methods of matching paths. */
+static int
+httpd_find_route(struct httpd_req *hr, int method, int *allowed)
+{
+	*allowed = 0;
+	for (int i = 0; i < (int)NELEM(httpd_routes); i++) {
+		char *params[HTTPD_MAX_PARAMS] = { NULL };
+		char *copy = xstrdup(hr->path);
+
+		if (!httpd_match(httpd_routes[i].pattern, copy, params)) {
+			free(copy);
+			continue;
+		}
+		*allowed |= httpd_routes[i].methods;
+		if (httpd_routes[i].methods & method) {
+			free(hr->path);
+			hr->path = copy;
+			memcpy(hr->params, params, sizeof(params));
+			return i;
+		}
+		free(copy);
+	}
+	return -1;
+}
+
+static void
+httpd_allow_header(struct evhttp_request *req, int allowed)
+{
+	static const struct { int bit; const char *names; } m[] = {
+		{ HTTPD_GET, "GET, HEAD" }, { HTTPD_POST, "POST" }, { HTTPD_PUT, "PUT" },
+		{ HTTPD_DELETE, "DELETE" }, { HTTPD_PATCH, "PATCH" },
+	};
+	char buf[64] = "";
+
+	for (size_t i = 0; i < NELEM(m); i++) {
+		if (!(allowed & m[i].bit))
+			continue;
+		if (buf[0] != '\0')
+			strcat(buf, ", ");
+		strcat(buf, m[i].names);
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", buf);
+}
+
+static void
+httpd_on_request(struct evhttp_request *req, void *arg)
+{
+	struct httpd *h = arg;
+	struct httpd_req *hr = xcalloc(1, sizeof(*hr));
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	int method = httpd_method_bit(cmd), allowed;
+
+	hr->req = req;
+	hr->w = h->w;
+	hr->route = -1;
+	hr->start_us = util_mono_us();
+	hr->path = xstrdup(path != NULL && path[0] != '\0' ? path : "/");
+	h->inflight++;
+	if (h->w->draining) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		httpd_error(hr, 503, "shutting_down", "the server is shutting down");
+		return;
+	}
+	hr->route = httpd_find_route(hr, method, &allowed);
+	if (hr->route >= 0) {
+		httpd_routes[hr->route].handler(hr);
+	} else if (allowed != 0) {
+		httpd_allow_header(req, allowed);
+		httpd_error(hr, 405, "method_not_allowed", "%s is not allowed on %s",
+		    httpd_method_name(cmd), hr->path);
+	} else {
+		httpd_error(hr, 404, "not_found", "no such resource: %s", hr->path);
+	}
+}
+
+/* Count, log and free a request that was just answered. */
+static void
+httpd_done(struct httpd_req *hr, int status)
+{
+	struct worker *w = hr->w;
+	int64_t dur = util_mono_us() - hr->start_us;
+
+	metrics_observe(&w->metrics, hr->route >= 0 ? hr->route : METRICS_MAX_ROUTES, status, dur);
+	log_debug("request", "method=%s path=%s status=%d dur_ms=%.3f",
+	    httpd_method_name(evhttp_request_get_command(hr->req)), log_quote(hr->path),
+	    status, (double)dur / 1000.0);
+	free(hr->path);
+	free(hr);
+	if (w->httpd != NULL) {
+		w->httpd->inflight--;
+		worker_request_done(w);
+	}
+}
+
+void
+httpd_reply(struct httpd_req *hr, int status, const char *content_type, const char *body,
+    size_t len)
+{
+	struct evhttp_request *req = hr->req;
+
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
+	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+	evhttp_send_reply(req, status, NULL, NULL);
+	httpd_done(hr, status);
+}
+
+void
+httpd_reply_json(struct httpd_req *hr, int status, json_t *doc)
+{
+	/* Nine significant digits: exact enough, without binary noise like 6.3449999. */
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
+
+	json_decref(doc);
+	if (text == NULL) {
+		httpd_error(hr, 500, "internal", "cannot serialize the answer");
+		return;
+	}
+	httpd_reply(hr, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+/* The error document every error answer uses. */
+static char *
+httpd_error_body(const char *code, const char *message)
+{
+	json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+	char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+	json_decref(doc);
+	return text != NULL ? text :
+	    xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+}
+
+void
+httpd_error(struct httpd_req *hr, int status, const char *code, const char *fmt, ...)
+{
+	char *message, *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	message = xvasprintf(fmt, ap);
+	va_end(ap);
+	body = httpd_error_body(code, message);
+	httpd_reply(hr, status, "application/json", body, strlen(body));
+	free(body);
+	free(message);
+}
+
+void
+httpd_unavailable(struct httpd_req *hr, int retry_after_s, const char *why)
+{
+	char secs[16];
+
+	snprintf(secs, sizeof(secs), "%d", retry_after_s);
+	evhttp_add_header(evhttp_request_get_output_headers(hr->req), "Retry-After", secs);
+	httpd_error(hr, 503, "unavailable", "%s", why);
+}
+
+/*
+ * libevent answers some requests itself, before any handler runs: a body
+ * over max_body_size (413), a malformed request (400), an unsupported
+ * method.  Its evhttp_send_error writes an HTML page, and libevent 2.1 has
+ * no hook to replace it (evhttp_set_errorcb came in 2.2).  libevent calls
+ * evhttp_send_error through the PLT, so this definition in the executable
+ * takes its place everywhere and every error body stays JSON.  The
+ * connection is closed afterwards, since the stream may be mid-request.
+ */
+void
+evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
+{
+	static const struct { int status; const char *code; const char *message; } map[] = {
+		{ 400, "bad_request", "malformed HTTP request" },
+		{ 404, "not_found", "no such resource" },
+		{ 405, "method_not_allowed", "method not allowed" },
+		{ 413, "payload_too_large", "request body larger than server.max_body_size" },
+		{ 431, "headers_too_large", "request headers too large" },
+		{ 501, "not_implemented", "method not implemented" },
+		{ 503, "unavailable", "service unavailable" },
+	};
+	const char *code = "http_error", *message = reason != NULL ? reason : "request failed";
+	struct worker *w = worker_self();
+	struct evbuffer *buf;
+	char *body;
+
+	for (size_t i = 0; i < NELEM(map); i++) {
+		if (map[i].status == error) {
+			code = map[i].code;
+			message = map[i].message;
+		}
+	}
+	body = httpd_error_body(code, message);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	if ((buf = evbuffer_new()) != NULL) {
+		evbuffer_add(buf, body, strlen(body));
+		evhttp_send_reply(req, error, reason, buf);
+		evbuffer_free(buf);
+	}
+	free(body);
+	if (w != NULL)
+		metrics_observe(&w->metrics, METRICS_MAX_ROUTES, error, 0);
+}
+
+struct httpd *
+httpd_new(struct worker *w, int listen_fd)
+{
+	struct httpd *h = xcalloc(1, sizeof(*h));
+	struct evconnlistener *lst;
+
+	h->w = w;
+	h->http = evhttp_new(w->base);
+	/* Take every method so unknown ones get our 404/405, not libevent's. */
+	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(h->http, httpd_on_request, h);
+	httpd_reconfigure(h, w->cfg);
+	/* The socket is already listening (worker_set_new), hence backlog 0. */
+	lst = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+	    0, listen_fd);
+	if (lst == NULL || (h->bound = evhttp_bind_listener(h->http, lst)) == NULL) {
+		log_error("cannot attach the listener", "fd=%d", listen_fd);
+		abort();
+	}
+	return h;
+}
+
+void
+httpd_reconfigure(struct httpd *h, const struct config *cfg)
+{
+	struct timeval tv = {
+		.tv_sec = cfg->server.client_timeout / 1000,
+		.tv_usec = (cfg->server.client_timeout % 1000) * 1000,
+	};
+
+	evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->server.max_body_size);
+	evhttp_set_max_headers_size(h->http, (ev_ssize_t)cfg->server.max_header_size);
+	evhttp_set_timeout_tv(h->http, &tv);
+}
+
+void
+httpd_stop_accepting(struct httpd *h)
+{
+	if (h->bound != NULL)
+		evhttp_del_accept_socket(h->http, h->bound);
+	h->bound = NULL;
+}
+
+int
+httpd_inflight(const struct httpd *h)
+{
+	return h->inflight;
+}
+
+void
+httpd_free(struct httpd *h)
+{
+	if (h == NULL)
+		return;
+	evhttp_free(h->http);
+	free(h);
+}

@@ -1,0 +1,323 @@
+/*
+ * worker: thread start-up, the inbox, the heartbeat, reload and drain.
+ *
+ * Lock rules: w->lock guards only w->inbox.  Everything else in struct
+ * worker belongs to the worker's thread, except the atomics, which other
+ * threads only read.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "orderflow/config.h"
+#include "orderflow/health.h"
+#include "orderflow/httpd.h"
+#include "orderflow/log.h"
+#include "orderflow/pg.h"
+#include "orderflow/rds.h"
+#include "orderflow/worker.h"
+
+static _Thread_local struct worker *worker_current;
+
+struct worker *
+worker_self(void)
+{
+	return worker_current;
+}
+
+void
+worker_post(struct worker *w, worker_fn *fn, void *arg)
+{
+	struct worker_msg *m = xmalloc(sizeof(*m));
+
+	m->fn = fn;
+	m->arg = arg;
+	pthread_mutex_lock(&w->lock);
+	TAILQ_INSERT_TAIL(&w->inbox, m, entry);
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+/* Run everything queued for this worker, in order. */
+static void
+worker_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	TAILQ_HEAD(, worker_msg) batch = TAILQ_HEAD_INITIALIZER(batch);
+	struct worker_msg *m;
+
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&batch, &w->inbox, entry);
+	pthread_mutex_unlock(&w->lock);
+	while ((m = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, m, entry);
+		m->fn(w, m->arg);
+		free(m);
+	}
+}
+
+static void
+worker_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int64_t now = util_mono_us(), last = atomic_load(&w->heartbeat_us);
+	int64_t lag = now - last - WORKER_TICK_MS * 1000;
+
+	atomic_store(&w->lag_us, lag > 0 ? lag : 0);
+	atomic_store(&w->heartbeat_us, now);
+	if (!atomic_load(&w->started) && pg_pool_tried(w->pg) && rds_tried(w->rds))
+		atomic_store(&w->started, true);
+}
+
+/* Swap in a reloaded config: runs on the worker's thread. */
+static void
+worker_apply_config(struct worker *w, void *arg)
+{
+	struct config *cfg = arg;
+
+	httpd_reconfigure(w->httpd, cfg);
+	pg_pool_reconfigure(w->pg, cfg);
+	rds_reconfigure(w->rds, cfg);
+	config_unref(w->cfg);
+	w->cfg = cfg;
+}
+
+static void
+worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	log_warn("shutdown timeout: dropping in-flight requests", "inflight=%d",
+	    httpd_inflight(w->httpd));
+	event_base_loopexit(w->base, NULL);
+}
+
+static void
+worker_begin_drain(struct worker *w, void *arg)
+{
+	int64_t ms = w->cfg->server.shutdown_timeout;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	w->draining = true;
+	httpd_stop_accepting(w->httpd);
+	evtimer_add(w->drain_timer, &tv);
+	worker_request_done(w);
+}
+
+void
+worker_request_done(struct worker *w)
+{
+	if (w->draining && httpd_inflight(w->httpd) == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	sigset_t all;
+
+	/* Signals belong to the main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	worker_current = w;
+	log_set_worker(w->id);
+	pg_pool_start(w->pg);
+	rds_start(w->rds);
+	event_base_dispatch(w->base);
+	/*
+	 * Fail what still waits on the database and Redis first, so their
+	 * handlers answer while the HTTP connections still exist.
+	 */
+	pg_pool_close(w->pg);
+	rds_close(w->rds);
+	httpd_free(w->httpd);
+	w->httpd = NULL;
+	atomic_store(&w->exited, true);
+	return NULL;
+}
+
+/* A listening socket of our own: SO_REUSEPORT spreads connections over workers. */
+static int
+worker_listen(const struct config *cfg, bool reuseport, char **cause)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1, family;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(cfg->server.listen_addr, ':') != NULL) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		family = s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)cfg->server.listen_port);
+		inet_pton(AF_INET6, cfg->server.listen_addr, &s6->sin6_addr);
+		len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		family = s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)cfg->server.listen_port);
+		inet_pton(AF_INET, cfg->server.listen_addr, &s4->sin_addr);
+		len = sizeof(*s4);
+	}
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+	    bind(fd, (struct sockaddr *)&ss, len) < 0 ||
+	    (reuseport && listen(fd, (int)cfg->server.listen_backlog) < 0)) {
+		*cause = xasprintf("cannot listen on %s port %lld: %s", cfg->server.listen_addr,
+		    (long long)cfg->server.listen_port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, int fd)
+{
+	w->id = id;
+	w->set = s;
+	w->cfg = config_ref(cfg);
+	w->listen_fd = fd;
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		log_error("cannot create event base", "worker=%d", id);
+		abort();
+	}
+	pthread_mutex_init(&w->lock, NULL);
+	TAILQ_INIT(&w->inbox);
+	w->wake = event_new(w->base, -1, EV_PERSIST, worker_on_wake, w);
+	event_add(w->wake, NULL);
+	w->tick = event_new(w->base, -1, EV_PERSIST, worker_on_tick, w);
+	w->drain_timer = evtimer_new(w->base, worker_on_drain_timeout, w);
+	{
+		struct timeval tv = { 0, WORKER_TICK_MS * 1000 };
+
+		event_add(w->tick, &tv);
+	}
+	atomic_store(&w->heartbeat_us, util_mono_us());
+	w->pg = pg_pool_new(w->base, cfg);
+	health_prepare(w->pg);
+	w->rds = rds_new(w->base, cfg);
+	w->httpd = httpd_new(w, fd);
+}
+
+struct worker_set *
+worker_set_new(struct config *cfg, char **cause)
+{
+	struct worker_set *s;
+	int n = config_worker_count(cfg), probe, *fds;
+
+	/*
+	 * SO_REUSEPORT would let us share a port with another orderflowd by
+	 * mistake; a plain bind first proves the port is free.
+	 */
+	if ((probe = worker_listen(cfg, false, cause)) < 0)
+		return NULL;
+	close(probe);
+	fds = xcalloc((size_t)n, sizeof(int));
+	for (int i = 0; i < n; i++) {
+		if ((fds[i] = worker_listen(cfg, true, cause)) < 0) {
+			while (i-- > 0)
+				close(fds[i]);
+			free(fds);
+			return NULL;
+		}
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->n = n;
+	s->start_mono_us = util_mono_us();
+	s->workers = xcalloc((size_t)n, sizeof(*s->workers));
+	for (int i = 0; i < n; i++)
+		worker_init(&s->workers[i], s, i, cfg, fds[i]);
+	free(fds);
+	return s;
+}
+
+bool
+worker_set_start(struct worker_set *s, char **cause)
+{
+	for (int i = 0; i < s->n; i++) {
+		int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+
+		if (rc != 0) {
+			*cause = xasprintf("cannot start worker %d: %s", i, strerror(rc));
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+worker_set_reload(struct worker_set *s, struct config *cfg)
+{
+	for (int i = 0; i < s->n; i++)
+		worker_post(&s->workers[i], worker_apply_config, config_ref(cfg));
+}
+
+void
+worker_set_drain(struct worker_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		worker_post(&s->workers[i], worker_begin_drain, NULL);
+}
+
+bool
+worker_set_all_started(struct worker_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		if (!atomic_load(&s->workers[i].started))
+			return false;
+	return true;
+}
+
+bool
+worker_set_all_exited(struct worker_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		if (!atomic_load(&s->workers[i].exited))
+			return false;
+	return true;
+}
+
+void
+worker_set_free(struct worker_set *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct worker *w = &s->workers[i];
+		struct worker_msg *m;
+
+		pthread_join(w->thread, NULL);
+		while ((m = TAILQ_FIRST(&w->inbox)) != NULL) {
+			TAILQ_REMOVE(&w->inbox, m, entry);
+			/* Only config hand-offs carry a payload that needs freeing. */
+			if (m->fn == worker_apply_config)
+				config_unref(m->arg);
+			free(m);
+		}
+		/* Other workers read these until every thread has ended. */
+		pg_pool_free(w->pg);
+		rds_free(w->rds);
+		event_free(w->wake);
+		event_free(w->tick);
+		event_free(w->drain_timer);
+		event_base_free(w->base);
+		pthread_mutex_destroy(&w->lock);
+		config_unref(w->cfg);
+	}
+	free(s->workers);
+	free(s);
+}

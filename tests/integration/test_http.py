@@ -1,0 +1,130 @@
+# HTTP hygiene: JSON errors for unknown routes, wrong methods, oversized,
+# chunked and malformed requests; keep-alive; idle connections time out.
+
+import socket
+import time
+
+import pytest
+
+import ofcheck
+from ofcheck import assert_error, assert_json_response
+
+
+@pytest.fixture(scope="module")
+def hdaemon(request, session_pg, session_redis):
+    """One daemon for the module (max_body_size 1k, max_header_size 1k, client_timeout 1s)."""
+    from ofharness import Orderflowd
+    d = Orderflowd(session_pg, session_redis, session_pg.create_database(), workers=2, overrides={
+        "server": {"max_body_size": "1k", "max_header_size": "1k", "client_timeout": "1s"}})
+    Orderflowd.registry.remove(d)    # module-scoped: not killed after the first test
+    d.start()
+    yield d
+    d.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _dump_module_daemon(request, hdaemon):
+    """Put the module daemon's log into failure reports too."""
+    from ofharness import Orderflowd
+    Orderflowd.registry.append(hdaemon)
+    yield
+    if hdaemon in Orderflowd.registry:
+        Orderflowd.registry.remove(hdaemon)
+    assert hdaemon.running, "daemon died: status %r" % hdaemon.proc.returncode
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/nope"), ("POST", "/nope"), ("GET", "/healthz/x"),
+                                         ("GET", "/api/health"), ("DELETE", "/")])
+def test_not_found(hdaemon, method, path):
+    assert_error(hdaemon.request(method, path), 404, "not_found")
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/healthz"), ("PUT", "/readyz"),
+                                         ("DELETE", "/metrics"), ("POST", "/api/health/orders")])
+def test_method_not_allowed(hdaemon, method, path):
+    r = hdaemon.request(method, path, body=b"{}" if method in ("POST", "PUT") else None)
+    assert_error(r, 405, "method_not_allowed")
+    allow = {m.strip() for m in (r.header("Allow") or "").split(",")}
+    assert {"GET", "HEAD"} <= allow, r.header("Allow")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/api/health/orders", "/metrics"])
+def test_head(hdaemon, path):
+    r = hdaemon.request("HEAD", path)
+    assert r.status == 200 and r.body == b"", r
+
+
+def test_body_too_large(hdaemon):
+    assert_error(hdaemon.post("/healthz", b"x" * 4096), 413, "payload_too_large")
+    assert_error(hdaemon.post("/nope", b"x" * 4096), 413, "payload_too_large")
+
+
+def test_body_limit_boundary(hdaemon):
+    # Exactly max_body_size is allowed (then the route answers 405); one more byte is not.
+    assert_error(hdaemon.post("/healthz", b"x" * 1024), 405, "method_not_allowed")
+    assert_error(hdaemon.post("/healthz", b"x" * 1025), 413, "payload_too_large")
+
+
+def test_chunked_body(hdaemon):
+    r = ofcheck.raw_request(hdaemon.port, b"POST /healthz HTTP/1.1\r\nHost: t\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "POST")
+    assert_error(r, 411, "length_required")
+
+
+def test_malformed_request(hdaemon):
+    r = ofcheck.raw_request(hdaemon.port, b"THIS IS NOT HTTP\r\n\r\n")
+    assert_error(r, 400, "bad_request")
+
+
+def test_header_too_large(hdaemon):
+    r = ofcheck.raw_request(hdaemon.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " +
+                            b"a" * 4096 + b"\r\n\r\n")
+    assert r.status in (400, 431), r
+    assert_error(r, r.status, "bad_request" if r.status == 400 else None)
+
+
+def test_keep_alive(hdaemon):
+    c = hdaemon.connection()
+    try:
+        for path in ("/healthz", "/readyz", "/nope", "/healthz"):
+            r = hdaemon.request("GET", path, conn=c)
+            assert r.status in (200, 404), r
+        assert_json_response(hdaemon.request("GET", "/healthz", conn=c), 200)
+    finally:
+        c.close()
+
+
+def test_idle_connection_closed(hdaemon):
+    s = socket.create_connection(("127.0.0.1", hdaemon.port), timeout=10)
+    try:
+        t0 = time.monotonic()
+        try:
+            data = s.recv(1024)
+        except ConnectionResetError:
+            data = b""
+        took = time.monotonic() - t0
+        assert data == b"", "server sent %r on an idle connection" % data
+        assert 0.5 <= took <= 4, "idle connection closed after %.2fs (client_timeout 1s)" % took
+    finally:
+        s.close()
+
+
+def test_idle_after_request_closed(hdaemon):
+    """A kept-alive connection idle after a request is closed too."""
+    s = socket.create_connection(("127.0.0.1", hdaemon.port), timeout=10)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        buf = b""
+        while b'{"status":"ok"}' not in buf.replace(b" ", b""):
+            chunk = s.recv(4096)
+            assert chunk, "closed before the response: %r" % buf
+            buf += chunk
+        t0 = time.monotonic()
+        try:
+            data = s.recv(1024)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+        assert time.monotonic() - t0 <= 4
+    finally:
+        s.close()
