@@ -151,7 +151,7 @@ health_redis_result(struct health_check *hc, const char *error)
 	for (int i = 0; i < s->n; i++)
 		connected += rds_connected(s->workers[i].rds);
 	if (error != NULL)
-		hc->redis = json_pack("{s:s,s:i,s:i,s:s}", "status", "unhealthy",
+		hc->redis = json_pack("{s:s,s:n,s:i,s:i,s:s}", "status", "unhealthy", "latency_ms",
 		    "workers_connected", connected, "workers", s->n, "message", error);
 	else
 		hc->redis = json_pack("{s:s,s:f,s:i,s:i}", "status",
@@ -258,8 +258,10 @@ health_orders(struct httpd_req *hr)
 		break;
 	case PG_EDOWN:
 	case PG_EFULL:
-		hc->database = json_pack("{s:s,s:i,s:s}", "status", "unhealthy", "connections_up", 0,
-		    "message", "no connection to PostgreSQL");
+		hc->database = json_pack("{s:s,s:n,s:i,s:I,s:s}", "status", "unhealthy",
+		    "latency_ms", "connections_up", 0, "connections_total",
+		    (json_int_t)(hr->w->cfg->postgres.pool_size * hr->w->set->n), "message",
+		    "no connection to PostgreSQL");
 		hc->pending--;
 		break;
 	}

@@ -48,6 +48,7 @@ struct httpd {
 	struct evhttp	*http;
 	struct evhttp_bound_socket *bound;	/* NULL once we stopped accepting */
 	int		inflight;		/* requests not yet answered */
+	int		sending;		/* answers not yet fully written */
 };
 
 int
@@ -221,14 +222,29 @@ httpd_done(struct httpd_req *hr, int status)
 	}
 }
 
+/* libevent wrote the whole answer: a drain may now end. */
+static void
+httpd_on_sent(struct evhttp_request *req, void *arg)
+{
+	struct httpd *h = arg;
+
+	h->sending--;
+	worker_request_done(h->w);
+}
+
 void
 httpd_reply(struct httpd_req *hr, int status, const char *content_type, const char *body,
     size_t len)
 {
 	struct evhttp_request *req = hr->req;
+	struct httpd *h = hr->w->httpd;
 
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
 	evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
+	if (h != NULL) {
+		h->sending++;
+		evhttp_request_set_on_complete_cb(req, httpd_on_sent, h);
+	}
 	evhttp_send_reply(req, status, NULL, NULL);
 	httpd_done(hr, status);
 }
@@ -379,6 +395,12 @@ int
 httpd_inflight(const struct httpd *h)
 {
 	return h->inflight;
+}
+
+int
+httpd_sending(const struct httpd *h)
+{
+	return h->sending;
 }
 
 void

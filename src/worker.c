@@ -96,8 +96,9 @@ worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
-	log_warn("shutdown timeout: dropping in-flight requests", "inflight=%d",
-	    httpd_inflight(w->httpd));
+	if (httpd_inflight(w->httpd) > 0 || !w->flush_grace)
+		log_warn("shutdown timeout: dropping in-flight requests", "inflight=%d sending=%d",
+		    httpd_inflight(w->httpd), httpd_sending(w->httpd));
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -113,11 +114,23 @@ worker_begin_drain(struct worker *w, void *arg)
 	worker_request_done(w);
 }
 
+/* A client that vanished mid-write never completes; don't wait for it long. */
+#define WORKER_FLUSH_GRACE_MS 1000
+
 void
 worker_request_done(struct worker *w)
 {
-	if (w->draining && httpd_inflight(w->httpd) == 0)
+	struct timeval grace = { 0, WORKER_FLUSH_GRACE_MS * 1000 };
+
+	if (!w->draining || httpd_inflight(w->httpd) > 0)
+		return;
+	if (httpd_sending(w->httpd) == 0)
 		event_base_loopexit(w->base, NULL);
+	else if (!w->flush_grace) {
+		/* Every request is answered: only the writes remain, so shorten the wait. */
+		w->flush_grace = true;
+		evtimer_add(w->drain_timer, &grace);
+	}
 }
 
 static void *

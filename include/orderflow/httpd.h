@@ -41,7 +41,10 @@ struct httpd *httpd_new(struct worker *w, int listen_fd);
 void httpd_reconfigure(struct httpd *h, const struct config *cfg);
 /* Close the listener: no new connections. */
 void httpd_stop_accepting(struct httpd *h);
+/* Requests not answered yet. */
 int httpd_inflight(const struct httpd *h);
+/* Answers given but not yet completely written to their clients. */
+int httpd_sending(const struct httpd *h);
 void httpd_free(struct httpd *h);
 
 /* Route table access, for /metrics labels. */

@@ -54,6 +54,7 @@ struct worker {
 	struct event	*tick;		/* heartbeat */
 	struct event	*drain_timer;	/* shutdown_timeout after the drain began */
 	bool		draining;	/* no longer accepting; exit when idle */
+	bool		flush_grace;	/* drain_timer now waits only for writes */
 	atomic_llong	heartbeat_us;	/* mono time of the last tick */
 	atomic_llong	lag_us;		/* how late the last tick ran */
 	atomic_bool	started;	/* first PostgreSQL and Redis attempts done */
