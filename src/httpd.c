@@ -314,11 +314,10 @@ void
 evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
 {
 	static const struct { int status; const char *code; const char *message; } map[] = {
-		{ 400, "bad_request", "malformed HTTP request" },
+		{ 400, "bad_request", "malformed HTTP request, or headers over server.max_header_size" },
 		{ 404, "not_found", "no such resource" },
 		{ 405, "method_not_allowed", "method not allowed" },
 		{ 413, "payload_too_large", "request body larger than server.max_body_size" },
-		{ 431, "headers_too_large", "request headers too large" },
 		{ 501, "not_implemented", "method not implemented" },
 		{ 503, "unavailable", "service unavailable" },
 	};
