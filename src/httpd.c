@@ -99,55 +99,54 @@ httpd_method_name(enum evhttp_cmd_type cmd)
 	return "?";
 }
 
-/* Match path against pattern, filling hr->params; path is modified in place. */
-static bool
-httpd_match(const char *pattern, char *path, char **params)
+/*
+ * Match path against pattern without touching either; each {name}
+ * segment's start and length go to seg[].  Returns the number of segments
+ * captured, or -1 when the path does not match.
+ */
+static int
+httpd_match(const char *pattern, const char *path, const char **seg, size_t *seglen)
 {
 	int np = 0;
 
 	while (*pattern != '\0' && *path != '\0') {
 		if (*pattern == '{') {
 			const char *close = strchr(pattern, '}');
-			char *end = path + strcspn(path, "/");
+			size_t len = strcspn(path, "/");
 
-			if (close == NULL || end == path || np == HTTPD_MAX_PARAMS)
-				return false;
-			params[np++] = path;
+			if (close == NULL || len == 0 || np == HTTPD_MAX_PARAMS)
+				return -1;
+			seg[np] = path;
+			seglen[np++] = len;
 			pattern = close + 1;
-			path = end;
-			if (*path == '/' && *pattern == '/') {
-				*path++ = '\0';
-				pattern++;
-			}
+			path += len;
 			continue;
 		}
 		if (*pattern++ != *path++)
-			return false;
+			return -1;
 	}
-	return *pattern == '\0' && *path == '\0';
+	return *pattern == '\0' && *path == '\0' ? np : -1;
 }
 
-/* Find the route for path; *allowed collects the methods of matching paths. */
+/* Find the route for the path; *allowed collects the methods of matching paths. */
 static int
 httpd_find_route(struct httpd_req *hr, int method, int *allowed)
 {
+	const char *seg[HTTPD_MAX_PARAMS];
+	size_t seglen[HTTPD_MAX_PARAMS];
+
 	*allowed = 0;
 	for (int i = 0; i < (int)NELEM(httpd_routes); i++) {
-		char *params[HTTPD_MAX_PARAMS] = { NULL };
-		char *copy = xstrdup(hr->path);
+		int np = httpd_match(httpd_routes[i].pattern, hr->path, seg, seglen);
 
-		if (!httpd_match(httpd_routes[i].pattern, copy, params)) {
-			free(copy);
+		if (np < 0)
 			continue;
-		}
 		*allowed |= httpd_routes[i].methods;
-		if (httpd_routes[i].methods & method) {
-			free(hr->path);
-			hr->path = copy;
-			memcpy(hr->params, params, sizeof(params));
-			return i;
-		}
-		free(copy);
+		if (!(httpd_routes[i].methods & method))
+			continue;
+		for (int j = 0; j < np; j++)
+			hr->params[j] = xstrndup(seg[j], seglen[j]);
+		return i;
 	}
 	return -1;
 }
@@ -214,6 +213,8 @@ httpd_done(struct httpd_req *hr, int status)
 	log_debug("request", "method=%s path=%s status=%d dur_ms=%.3f",
 	    httpd_method_name(evhttp_request_get_command(hr->req)), log_quote(hr->path),
 	    status, (double)dur / 1000.0);
+	for (int i = 0; i < HTTPD_MAX_PARAMS; i++)
+		free(hr->params[i]);
 	free(hr->path);
 	free(hr);
 	if (w->httpd != NULL) {

@@ -31,8 +31,8 @@ struct httpd_req {
 	struct worker	*w;
 	int		route;		/* index in the route table, -1 unmatched */
 	int64_t		start_us;
-	char		*path;		/* decoded copy; params point into it */
-	char		*params[HTTPD_MAX_PARAMS]; /* {name} segments of the route */
+	char		*path;		/* the request path, as sent */
+	char		*params[HTTPD_MAX_PARAMS]; /* {name} segments of the route, in order */
 };
 
 typedef void httpd_handler(struct httpd_req *hr);
