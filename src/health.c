@@ -198,7 +198,9 @@ health_queue_check(struct health_check *hc, int *level)
 
 	if (hc->figures == NULL) {
 		*level = 1;
-		return json_pack("{s:s,s:s}", "status", "degraded", "message",
+		return json_pack("{s:s,s:n,s:n,s:I,s:f,s:s}", "status", "degraded", "depth",
+		    "oldest_age_seconds", "max_depth", (json_int_t)cfg->health.max_queue_depth,
+		    "max_age_seconds", (double)cfg->health.max_queue_age / 1000.0, "message",
 		    "queue depth unknown: database unavailable");
 	}
 	*level = hc->depth > cfg->health.max_queue_depth ||

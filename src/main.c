@@ -167,7 +167,8 @@ main_serve(struct main_ctx *m)
 		free(cause);
 		return 1;
 	}
-	log_info("listening", "addr=%s port=%lld workers=%d", m->cfg->server.listen_addr,
+	log_info("listening", strchr(m->cfg->server.listen_addr, ':') != NULL ?
+	    "addr=[%s]:%lld workers=%d" : "addr=%s:%lld workers=%d", m->cfg->server.listen_addr,
 	    (long long)m->cfg->server.listen_port, m->workers->n);
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(m->base, signums[i], main_on_signal, m);

@@ -85,18 +85,21 @@ def assert_health_shape(doc, workers, max_depth=1000):
     assert is_num(wf["max_loop_lag_ms"]) and wf["max_loop_lag_ms"] >= 0, wf
 
     mq = checks["messageQueue"]
-    assert set(mq) - {"message"} == {"status", "depth", "oldest_age_seconds", "max_depth"}, mq
+    assert set(mq) - {"message"} == {"status", "depth", "oldest_age_seconds", "max_depth",
+                                     "max_age_seconds"}, mq
     assert mq["max_depth"] == max_depth, mq
+    assert mq["depth"] is None or is_int(mq["depth"]), mq
 
     m = doc["metrics"]
-    assert set(m) == {"activeOrders", "pendingWorkflows", "queueDepth", "lastProcessedOrder"}, sorted(m)
+    assert set(m) == {"activeOrders", "pendingWorkflows", "queueDepth", "deadLetters",
+                      "lastProcessedOrder"}, sorted(m)
     return doc
 
 
 def assert_health_db_up(doc):
     """With the database up, the counters are integers."""
     m = doc["metrics"]
-    for k in ("activeOrders", "pendingWorkflows", "queueDepth"):
+    for k in ("activeOrders", "pendingWorkflows", "queueDepth", "deadLetters"):
         assert is_int(m[k]) and m[k] >= 0, (k, m[k])
     assert m["lastProcessedOrder"] is None or isinstance(m["lastProcessedOrder"], str), m
     mq = doc["checks"]["messageQueue"]

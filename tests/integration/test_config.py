@@ -143,8 +143,6 @@ BAD = [
      ["[redis]", "host = redis.example.com"], 2, "redis.host"),
     ("conninfo_host_name",
      ["[postgres]", "conninfo = host=db.example.com dbname=x"], 2, "postgres.conninfo"),
-    ("migrations_dir_missing",
-     ["[postgres]", "migrations_dir = /nonexistent/orderflow/sql"], 2, "postgres.migrations_dir"),
     ("health_depth_zero",
      ["[health]", "max_queue_depth = 0"], 2, "health.max_queue_depth"),
     ("no_equals",
@@ -184,3 +182,14 @@ def test_start_with_bad_config_fails(tmp_path):
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 1, (r.returncode, err)
     assert "orderflowd: %s:3: server.workers" % path in err, err
+
+
+def test_migrations_dir_checked_by_migrate_only(make_daemon):
+    """-n does not need the SQL files (a config can be checked anywhere); --migrate does."""
+    d = make_daemon(overrides={"postgres": {"migrations_dir": "/nonexistent/orderflow/sql"}})
+    r = d.run_cli("-n")
+    assert r.returncode == 0, r.stderr
+    r = d.run_cli("--migrate")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "cannot open migrations directory" in r.stderr, r.stderr
+    assert "/nonexistent/orderflow/sql" in r.stderr, r.stderr

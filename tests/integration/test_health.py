@@ -32,13 +32,14 @@ def test_health_orders_empty(daemon):
     for name, c in doc["checks"].items():
         assert c["status"] == "healthy", (name, c)
     assert doc["metrics"] == {"activeOrders": 0, "pendingWorkflows": 0, "queueDepth": 0,
-                              "lastProcessedOrder": None}, doc["metrics"]
+                              "deadLetters": 0, "lastProcessedOrder": None}, doc["metrics"]
     db = doc["checks"]["database"]
     assert db["connections_total"] == 4, db          # 2 workers x pool_size 2
     assert db["connections_up"] >= 2, db             # ready: >= 1 per worker
     assert doc["checks"]["redis"]["workers_connected"] == 2
     assert doc["checks"]["messageQueue"] == {"status": "healthy", "depth": 0,
-                                             "oldest_age_seconds": 0, "max_depth": 1000}
+                                             "oldest_age_seconds": 0, "max_depth": 1000,
+                                             "max_age_seconds": 60}
 
 
 def _health(d):

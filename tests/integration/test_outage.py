@@ -102,7 +102,7 @@ def _assert_db_down(d):
     assert doc["checks"]["database"]["connections_up"] == 0, doc["checks"]["database"]
     assert doc["checks"]["redis"]["status"] == "healthy", doc["checks"]["redis"]
     assert doc["metrics"] == {"activeOrders": None, "pendingWorkflows": None, "queueDepth": None,
-                              "lastProcessedOrder": None}, doc["metrics"]
+                              "deadLetters": None, "lastProcessedOrder": None}, doc["metrics"]
     assert d.get("/healthz").status == 200
 
 

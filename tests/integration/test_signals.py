@@ -100,17 +100,22 @@ def test_sigterm_drains_in_flight(drain_daemon):
             res = r.join()
             assert not isinstance(res, Exception), "in-flight request failed: %r" % (res,)
             doc = assert_json_response(res, 200)
-            assert doc["status"] == "healthy", doc
+            # A worker that had nothing in flight may have ended already: degraded, not down.
+            assert doc["status"] in ("healthy", "degraded"), doc
         rc = d.wait_exit(SHUTDOWN_TIMEOUT + 1 - (time.monotonic() - t0))
         assert rc == 0, "exit status %d" % rc
     finally:
         lock.release()
 
 
-def test_sigterm_keepalive_gets_shutting_down(drain_daemon):
-    """A request on a kept-alive connection during the drain: 503 shutting_down, Connection: close."""
-    d = drain_daemon
-    conns = [d.connection() for _ in range(4)]     # 4 connections: both workers get some
+def test_sigterm_keepalive_gets_shutting_down(make_daemon):
+    """A request on a kept-alive connection during the drain: 503 shutting_down, Connection: close.
+
+    One worker, so the connections share the worker the in-flight request keeps alive
+    (a worker with nothing in flight ends at once and closes its idle connections)."""
+    d = make_daemon(workers=1, overrides={"server": {"shutdown_timeout": "%ds" % SHUTDOWN_TIMEOUT}})
+    d.start()
+    conns = [d.connection() for _ in range(4)]
     for c in conns:
         assert d.request("GET", "/healthz", conn=c).status == 200
     lock = LockedOrders(d)
