@@ -724,13 +724,16 @@ class Orderflowd:
                                % (r.returncode, r.stdout, r.stderr))
         return r
 
-    def start(self, wait="ready", timeout=20, migrate=True, args=()):
-        """Start the daemon; wait for /readyz 200 (wait="ready"), /healthz (wait="live") or not at all."""
+    def start(self, wait="ready", timeout=20, migrate=True, args=(), env=None):
+        """Start the daemon; wait for /readyz 200 (wait="ready"), /healthz (wait="live") or not at all.
+
+        env: extra environment variables for the daemon."""
         if migrate:
             self.migrate()
         log = open(self.logfile, "ab")
         self.proc = spawn([self.bin, "-c", self.conffile] + list(args), cwd=self.dir,
-                          stdout=log, stderr=subprocess.STDOUT)
+                          stdout=log, stderr=subprocess.STDOUT,
+                          env=dict(os.environ, **env) if env else None)
         log.close()
         if wait == "ready":
             self.wait_ready(timeout)
