@@ -94,3 +94,37 @@ def test_migrate_database_down(make_daemon, session_pg):
         assert r.stderr.strip(), "no error message"
     finally:
         lock.release()
+
+
+def _copy_migrations(d):
+    """A private copy of the migrations directory the daemon d will use."""
+    target = os.path.join(d.dir, "sql")
+    shutil.copytree(ofharness.migrations_dir(), target)
+    d.set("postgres", "migrations_dir", target)
+    d.write_config()
+    return target
+
+
+def test_new_migration_applied_once(make_daemon):
+    d = make_daemon()
+    sql = _copy_migrations(d)
+    d.migrate()
+    with open(os.path.join(sql, "900_probe.sql"), "w") as f:
+        f.write("CREATE TABLE migrate_probe (id int PRIMARY KEY);\n"
+                "INSERT INTO migrate_probe VALUES (1);\n")
+    r = d.migrate()
+    assert "migration applied" in r.stderr and "900_probe.sql" in r.stderr, r.stderr
+    assert d.pg.sql("SELECT count(*) FROM migrate_probe", dbname=d.dbname) == [(1,)]
+    d.migrate()     # a second insert would fail on the primary key
+    assert [v for v, _, _ in migration_rows(d.pg, d.dbname)][-1] == 900
+
+
+def test_changed_migration_refused(make_daemon):
+    d = make_daemon()
+    sql = _copy_migrations(d)
+    d.migrate()
+    with open(os.path.join(sql, "001_schema.sql"), "a") as f:
+        f.write("\n-- edited after it was applied\n")
+    r = d.migrate(check=False)
+    assert r.returncode == 1, r.stderr
+    assert "migration changed after it was applied" in r.stderr, r.stderr
