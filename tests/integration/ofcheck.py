@@ -11,7 +11,10 @@ import http.client
 import json
 import re
 import socket
+import threading
 import uuid
+
+import ofharness
 
 HEALTH_WORDS = ("healthy", "degraded", "unhealthy")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -219,3 +222,53 @@ def insert_webhook_event(conn, processed=False, age_seconds=0):
                        RETURNING id""",
                     ("k-" + uuid.uuid4().hex, age_seconds, processed))
         return cur.fetchone()[0]
+
+
+# --- holding the database up ---------------------------------------------------
+
+class LockedOrders:
+    """Hold LOCK TABLE orders IN ACCESS EXCLUSIVE MODE until release()."""
+
+    def __init__(self, d):
+        self.d = d
+        self.conn = d.pg.connect(d.dbname, autocommit=False)
+        with self.conn.cursor() as cur:
+            cur.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+
+    def waiters(self):
+        """Backends of the test database waiting for a lock."""
+        return self.d.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                             "AND wait_event_type = 'Lock'", (self.d.dbname,))[0][0]
+
+    def wait_waiters(self, n=1, timeout=10):
+        try:
+            ofharness.wait_for(lambda: self.waiters() >= n, timeout, 0.05, "%d blocked queries" % n)
+        except TimeoutError:
+            raise AssertionError("GET /api/health/orders did not block on the orders lock: "
+                                 "does the health query read orders?")
+
+    def release(self):
+        if self.conn is not None:
+            self.conn.commit()
+            self.conn.close()
+            self.conn = None
+
+
+class Background:
+    """GET path in a thread; .result is a Response or the exception raised."""
+
+    def __init__(self, d, path="/api/health/orders", timeout=30):
+        self.result = None
+        self.t = threading.Thread(target=self._run, args=(d, path, timeout), daemon=True)
+        self.t.start()
+
+    def _run(self, d, path, timeout):
+        try:
+            self.result = d.get(path, timeout=timeout)
+        except Exception as e:
+            self.result = e
+
+    def join(self, timeout=20):
+        self.t.join(timeout)
+        assert not self.t.is_alive(), "request still running"
+        return self.result
