@@ -13,6 +13,9 @@
 #include "orderflow/worker.h"
 #include "orderflow/httpd.h"
 #include "orderflow/health.h"
+#include "orderflow/ttsign.h"
+#include "orderflow/shops.h"
+#include "orderflow/webhook.h"
 #include "orderflow/migrate.h"
 #include "orderflow/sysd.h"
 

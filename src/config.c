@@ -74,6 +74,10 @@ static const struct config_key config_keys[] = {
 	{ "redis", "reconnect_max", CONFIG_DURATION, "5s", MS(100), SEC(600), OFF(redis.reconnect_max), 0 },
 	{ "health", "max_queue_depth", CONFIG_INT, "1000", 1, 100000000, OFF(health.max_queue_depth), 0 },
 	{ "health", "max_queue_age", CONFIG_DURATION, "60s", SEC(1), SEC(86400), OFF(health.max_queue_age), 0 },
+	{ "webhook", "max_age", CONFIG_DURATION, "1h", 0, SEC(30 * 86400), OFF(webhook.max_age), 0 },
+	{ "webhook", "max_skew", CONFIG_DURATION, "5min", 0, SEC(86400), OFF(webhook.max_skew), 0 },
+	{ "webhook", "max_batch", CONFIG_INT, "512", 1, 10000, OFF(webhook.max_batch), 0 },
+	{ "webhook", "shop_refresh", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(webhook.shop_refresh), 0 },
 };
 
 /* State of one parse: the config being filled and the first error. */

@@ -22,6 +22,7 @@
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
 #include "orderflow/rds.h"
+#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 /* A worker whose heartbeat is older than this is stuck. */
@@ -60,7 +61,7 @@ void
 health_readyz(struct httpd_req *hr)
 {
 	struct worker_set *s = hr->w->set;
-	char body[64 + 48 * 64], why[128] = "";
+	char body[64 + 64 * 64], why[128] = "";
 	size_t n;
 
 	n = (size_t)snprintf(body, sizeof(body), "{\"status\":\"ready\",\"workers\":[");
@@ -68,13 +69,16 @@ health_readyz(struct httpd_req *hr)
 		struct worker *w = &s->workers[i];
 		bool pg = atomic_load(&pg_pool_stats(w->pg)->up) > 0;
 		bool rd = rds_connected(w->rds);
+		bool wh = webhook_ready(w->webhook);
 
 		n += (size_t)snprintf(body + n, sizeof(body) - n,
-		    "%s{\"id\":%d,\"postgres\":%s,\"redis\":%s}", i > 0 ? "," : "", i,
-		    pg ? "true" : "false", rd ? "true" : "false");
+		    "%s{\"id\":%d,\"postgres\":%s,\"redis\":%s,\"webhooks\":%s}", i > 0 ? "," : "",
+		    i, pg ? "true" : "false", rd ? "true" : "false", wh ? "true" : "false");
 		if (why[0] == '\0' && (!pg || !rd))
 			snprintf(why, sizeof(why), "worker %d: %s down", i,
 			    !pg && !rd ? "postgres and redis" : !pg ? "postgres" : "redis");
+		else if (why[0] == '\0' && !wh)
+			snprintf(why, sizeof(why), "worker %d: shop credentials not loaded", i);
 	}
 	n += (size_t)snprintf(body + n, sizeof(body) - n, "]}");
 	if (why[0] != '\0')
@@ -388,6 +392,7 @@ health_metrics(struct httpd_req *hr)
 
 	health_metrics_http(out, hr->w->set);
 	health_metrics_backends(out, hr->w);
+	webhook_metrics(out, hr->w->set);
 	len = evbuffer_get_length(out);
 	text = xmalloc(len);
 	evbuffer_remove(out, text, len);

@@ -21,6 +21,7 @@
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
+#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 #define HTTPD_GET	0x01	/* GET, and HEAD with it */
@@ -41,6 +42,7 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/readyz", HTTPD_GET, health_readyz },
 	{ "/api/health/orders", HTTPD_GET, health_orders },
 	{ "/metrics", HTTPD_GET, health_metrics },
+	{ "/webhooks/tiktok", HTTPD_POST, webhook_tiktok },
 };
 
 struct httpd {

@@ -24,6 +24,7 @@
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
 #include "orderflow/rds.h"
+#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 static _Thread_local struct worker *worker_current;
@@ -74,7 +75,8 @@ worker_on_tick(evutil_socket_t fd, short what, void *arg)
 
 	atomic_store(&w->lag_us, lag > 0 ? lag : 0);
 	atomic_store(&w->heartbeat_us, now);
-	if (!atomic_load(&w->started) && pg_pool_tried(w->pg) && rds_tried(w->rds))
+	if (!atomic_load(&w->started) && pg_pool_tried(w->pg) && rds_tried(w->rds) &&
+	    (atomic_load(&pg_pool_stats(w->pg)->up) == 0 || webhook_ready(w->webhook)))
 		atomic_store(&w->started, true);
 }
 
@@ -146,12 +148,14 @@ worker_main(void *arg)
 	log_set_worker(w->id);
 	pg_pool_start(w->pg);
 	rds_start(w->rds);
+	webhook_start(w->webhook);
 	event_base_dispatch(w->base);
 	/*
 	 * Fail what still waits on the database and Redis first, so their
 	 * handlers answer while the HTTP connections still exist.
 	 */
 	pg_pool_close(w->pg);
+	webhook_close(w->webhook);
 	rds_close(w->rds);
 	httpd_free(w->httpd);
 	w->httpd = NULL;
@@ -224,6 +228,8 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	atomic_store(&w->heartbeat_us, util_mono_us());
 	w->pg = pg_pool_new(w->base, cfg);
 	health_prepare(w->pg);
+	webhook_prepare(w->pg);
+	w->webhook = webhook_new(w);
 	w->rds = rds_new(w->base, cfg);
 	w->httpd = httpd_new(w, fd);
 }
@@ -323,6 +329,7 @@ worker_set_free(struct worker_set *s)
 		}
 		/* Other workers read these until every thread has ended. */
 		pg_pool_free(w->pg);
+		webhook_free(w->webhook);
 		rds_free(w->rds);
 		event_free(w->wake);
 		event_free(w->tick);

@@ -63,6 +63,12 @@ struct config {
 		int64_t	max_queue_depth;
 		int64_t	max_queue_age;	/* ms */
 	} health;
+	struct {
+		int64_t	max_age;	/* ms; older events are refused, 0 = no limit */
+		int64_t	max_skew;	/* ms an event's timestamp may be ahead of us */
+		int64_t	max_batch;	/* events per group-commit transaction */
+		int64_t	shop_refresh;	/* ms between reloads of the shop credentials */
+	} webhook;
 };
 
 /* Called for each key that changed but needs a restart to take effect. */

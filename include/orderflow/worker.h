@@ -25,6 +25,7 @@ struct event_base;
 struct httpd;
 struct pg_pool;
 struct rds;
+struct webhook;
 struct worker;
 struct worker_set;
 
@@ -47,6 +48,7 @@ struct worker {
 	struct httpd	*httpd;
 	struct pg_pool	*pg;
 	struct rds	*rds;
+	struct webhook	*webhook;	/* TikTok webhook ingestion */
 	struct metrics	metrics;
 	pthread_mutex_t	lock;		/* guards inbox */
 	TAILQ_HEAD(, worker_msg) inbox;

@@ -20,8 +20,8 @@ def test_head_healthz(daemon):
 def test_readyz(daemon):
     doc = assert_json_response(daemon.get("/readyz"), 200)
     assert doc == {"status": "ready", "workers": [
-        {"id": 0, "postgres": True, "redis": True},
-        {"id": 1, "postgres": True, "redis": True}]}
+        {"id": 0, "postgres": True, "redis": True, "webhooks": True},
+        {"id": 1, "postgres": True, "redis": True, "webhooks": True}]}
 
 
 def test_health_orders_empty(daemon):

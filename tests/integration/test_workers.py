@@ -15,7 +15,7 @@ def test_readyz_lists_workers(make_daemon, workers):
     d.start()
     doc = assert_json_response(d.get("/readyz"), 200)
     assert doc["status"] == "ready"
-    assert doc["workers"] == [{"id": i, "postgres": True, "redis": True} for i in range(workers)], doc
+    assert doc["workers"] == [{"id": i, "postgres": True, "redis": True, "webhooks": True} for i in range(workers)], doc
     h = assert_json_response(d.get("/api/health/orders"), 200)
     assert h["checks"]["workflowEngine"]["workers"] == workers
     assert h["checks"]["redis"]["workers"] == workers

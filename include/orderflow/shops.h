@@ -1,0 +1,50 @@
+/*
+ * shops: a worker's copy of the TikTok shops and their app credentials.
+ *
+ * Webhooks must be verified before their body is parsed, so the secrets
+ * have to be at hand without a database round trip.  Each worker keeps the
+ * shops table in memory, reloads it every webhook.shop_refresh, and sooner
+ * when a webhook names a shop it does not know (at most once a second).
+ * Owned by one worker; called by webhook.
+ */
+#ifndef ORDERFLOW_SHOPS_H
+#define ORDERFLOW_SHOPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct pg_pool;
+struct worker;
+struct shops;
+
+/* One row of the shops table. */
+struct shop {
+	char	*id;		/* shops.id (uuid) */
+	char	*tiktok_shop_id;
+	char	*app_key;
+	char	*app_secret;
+	char	*status;	/* active, paused, deauthorized */
+};
+
+/* One app whose secret signs webhooks; several shops may share it. */
+struct shop_app {
+	const char	*key;
+	const char	*secret;
+};
+
+void shops_prepare(struct pg_pool *pg);
+struct shops *shops_new(struct worker *w);
+/* First load; later loads follow on the refresh timer. */
+void shops_start(struct shops *s);
+/* Stop reloading (shutdown). */
+void shops_stop(struct shops *s);
+void shops_free(struct shops *s);
+
+/* False until the first load succeeded: nothing can be verified before. */
+bool shops_loaded(const struct shops *s);
+/* The shop, or NULL (which also asks for an early reload). */
+const struct shop *shops_find(struct shops *s, const char *tiktok_shop_id);
+size_t shops_app_count(const struct shops *s);
+const struct shop_app *shops_app(const struct shops *s, size_t i);
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * shops: per-worker shop credentials, reloaded from PostgreSQL.
+ */
+#include "config.h"
+
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orderflow/config.h"
+#include "orderflow/log.h"
+#include "orderflow/pg.h"
+#include "orderflow/shops.h"
+#include "orderflow/worker.h"
+
+/* Early reloads on unknown shops, at most this often. */
+#define SHOPS_MISS_RELOAD_US 1000000
+
+struct shops {
+	struct worker	*w;
+	struct shop	*list;		/* sorted by tiktok_shop_id */
+	size_t		n;
+	struct shop_app	*apps;		/* distinct (key, secret), pointing into list */
+	size_t		napps;
+	atomic_bool	loaded;		/* a load has succeeded; read by other threads */
+	bool		loading;	/* a load is in flight */
+	int64_t		last_miss_reload; /* mono us */
+	struct event	*timer;		/* next periodic reload */
+	bool		stopped;	/* shutting down: no more reloads */
+};
+
+static const char shops_load_sql[] =
+    "SELECT id::text, tiktok_shop_id, app_key, app_secret, status::text FROM shops";
+
+void
+shops_prepare(struct pg_pool *pg)
+{
+	pg_pool_prepare(pg, "shops_load", shops_load_sql);
+}
+
+static int
+shops_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct shop *)a)->tiktok_shop_id,
+	    ((const struct shop *)b)->tiktok_shop_id);
+}
+
+static void
+shops_clear(struct shop *list, size_t n, struct shop_app *apps)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(list[i].id);
+		free(list[i].tiktok_shop_id);
+		free(list[i].app_key);
+		free(list[i].app_secret);
+		free(list[i].status);
+	}
+	free(list);
+	free(apps);
+}
+
+/* Distinct credentials, so a webhook is checked once per app, not per shop. */
+static void
+shops_index_apps(struct shops *s)
+{
+	s->apps = xcalloc(s->n ? s->n : 1, sizeof(*s->apps));
+	s->napps = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		bool seen = false;
+
+		for (size_t j = 0; j < s->napps && !seen; j++)
+			seen = strcmp(s->apps[j].key, s->list[i].app_key) == 0 &&
+			    strcmp(s->apps[j].secret, s->list[i].app_secret) == 0;
+		if (!seen)
+			s->apps[s->napps++] = (struct shop_app){ s->list[i].app_key, s->list[i].app_secret };
+	}
+}
+
+/* Until the first load succeeds nothing can be verified: retry soon. */
+#define SHOPS_FIRST_RETRY_MS 200
+
+static void
+shops_schedule(struct shops *s)
+{
+	int64_t ms = atomic_load(&s->loaded) ? s->w->cfg->webhook.shop_refresh : SHOPS_FIRST_RETRY_MS;
+
+	if (s->stopped)
+		return;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+shops_on_load(struct pg_batch *b, void *arg)
+{
+	struct shops *s = arg;
+	PGresult *r = pg_batch_result(b, 0);
+	struct shop *list;
+	size_t n;
+
+	s->loading = false;
+	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 5) {
+		log_debug("cannot load shops", "error=%s",
+		    log_quote(pg_batch_error(b) != NULL ? pg_batch_error(b) : "bad result"));
+		shops_schedule(s);
+		return;
+	}
+	n = (size_t)PQntuples(r);
+	list = xcalloc(n ? n : 1, sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		list[i].id = xstrdup(PQgetvalue(r, (int)i, 0));
+		list[i].tiktok_shop_id = xstrdup(PQgetvalue(r, (int)i, 1));
+		list[i].app_key = xstrdup(PQgetvalue(r, (int)i, 2));
+		list[i].app_secret = xstrdup(PQgetvalue(r, (int)i, 3));
+		list[i].status = xstrdup(PQgetvalue(r, (int)i, 4));
+	}
+	qsort(list, n, sizeof(*list), shops_cmp);
+	shops_clear(s->list, s->n, s->apps);
+	s->list = list;
+	s->n = n;
+	shops_index_apps(s);
+	if (!atomic_load(&s->loaded))
+		log_info("shops loaded", "shops=%zu apps=%zu", s->n, s->napps);
+	atomic_store(&s->loaded, true);
+	shops_schedule(s);
+}
+
+static void
+shops_reload(struct shops *s)
+{
+	struct pg_batch *b;
+
+	if (s->loading || s->stopped)
+		return;
+	b = pg_batch_new(shops_on_load, s);
+	pg_batch_add(b, true, "shops_load", 0, NULL);
+	if (pg_submit(s->w->pg, b) == PG_OK) {
+		s->loading = true;
+		evtimer_del(s->timer);
+	} else {
+		/* Database down: try again after the refresh interval. */
+		shops_schedule(s);
+	}
+}
+
+static void
+shops_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	shops_reload(arg);
+}
+
+struct shops *
+shops_new(struct worker *w)
+{
+	struct shops *s = xcalloc(1, sizeof(*s));
+
+	s->w = w;
+	s->timer = evtimer_new(w->base, shops_on_timer, s);
+	return s;
+}
+
+void
+shops_start(struct shops *s)
+{
+	/* The pool is still connecting: the first attempt comes from the timer soon. */
+	struct timeval tv = { 0, 50000 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+void
+shops_stop(struct shops *s)
+{
+	evtimer_del(s->timer);
+	s->stopped = true;
+}
+
+void
+shops_free(struct shops *s)
+{
+	if (s == NULL)
+		return;
+	event_free(s->timer);
+	s->timer = NULL;
+	shops_clear(s->list, s->n, s->apps);
+	free(s);
+}
+
+bool
+shops_loaded(const struct shops *s)
+{
+	return atomic_load(&((struct shops *)s)->loaded);
+}
+
+const struct shop *
+shops_find(struct shops *s, const char *tiktok_shop_id)
+{
+	struct shop key = { .tiktok_shop_id = (char *)tiktok_shop_id };
+	const struct shop *found = bsearch(&key, s->list, s->n, sizeof(*s->list), shops_cmp);
+	int64_t now = util_mono_us();
+
+	if (found == NULL && now - s->last_miss_reload > SHOPS_MISS_RELOAD_US) {
+		s->last_miss_reload = now;
+		shops_reload(s);
+	}
+	return found;
+}
+
+size_t
+shops_app_count(const struct shops *s)
+{
+	return s->napps;
+}
+
+const struct shop_app *
+shops_app(const struct shops *s, size_t i)
+{
+	return i < s->napps ? &s->apps[i] : NULL;
+}

@@ -1,0 +1,738 @@
+"""Self-tests of the fake TikTok Shop server.
+
+Run: /usr/bin/python3 -m pytest -q tests/faketiktok
+"""
+
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import warnings
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import faketiktok  # noqa: E402
+from faketiktok import FakeTikTok, sign_request, sign_webhook, signed_target  # noqa: E402
+
+APP_KEY = "29a39d"
+SECRET = "e59af819cc"
+TOKEN = "ROW_testtoken"
+CIPHER = "ROW_testcipher"
+DETAIL = "/order/202309/orders"
+SEARCH = "/order/202309/orders/search"
+SHOPS = "/authorization/202309/shops"
+
+
+# --------------------------------------------------------------------------
+# fixtures and helpers
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    subprocess.run(["sh", os.path.join(HERE, "mkcerts.sh"), d], check=True)
+    return d
+
+
+def ctx_for(certs):
+    ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    return ctx
+
+
+def make_fake(certs, **kw):
+    args = dict(app_key=APP_KEY, app_secret=SECRET, access_token=TOKEN, shop_cipher=CIPHER)
+    args.update(kw)
+    return FakeTikTok(os.path.join(certs, "server.pem"), os.path.join(certs, "server.key"),
+                      **args).start()
+
+
+@pytest.fixture
+def fake(certs):
+    f = make_fake(certs)
+    yield f
+    f.stop()
+
+
+class Client(object):
+    """One kept-alive, verified HTTPS connection to the fake."""
+
+    def __init__(self, fake, certs):
+        self.fake = fake
+        self.conn = http.client.HTTPSConnection("127.0.0.1", fake.port, context=ctx_for(certs),
+                                                timeout=10)
+
+    def raw(self, method, target, body=None, headers=None):
+        h = {"x-tts-access-token": TOKEN}
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        self.conn.request(method, target, body=body, headers=h)
+        r = self.conn.getresponse()
+        data = r.read()
+        assert r.getheader("Content-Length") == str(len(data))
+        return r, data
+
+    def api(self, method, path, params=None, body=b"", sign_body=None, timestamp=None,
+            app_key=APP_KEY, secret=SECRET, cipher=CIPHER, headers=None, tamper=None):
+        """Signed API call; returns (http status, envelope)."""
+        target = signed_target(app_key, secret, path, params, body if sign_body is None else sign_body,
+                               timestamp=timestamp, shop_cipher=cipher)
+        if tamper:
+            target = tamper(target)
+        r, data = self.raw(method, target, body=body if method == "POST" else None, headers=headers)
+        return r.status, json.loads(data)
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture
+def client(fake, certs):
+    c = Client(fake, certs)
+    yield c
+    c.close()
+
+
+def detail(client, ids, **kw):
+    return client.api("GET", DETAIL, {"ids": ",".join(ids)}, **kw)
+
+
+def search(client, page_size=10, token="", filt=None, order="ASC", field="update_time"):
+    params = {"page_size": str(page_size), "sort_field": field, "sort_order": order}
+    if token:
+        params["page_token"] = token
+    return client.api("POST", SEARCH, params, body=json.dumps(filt or {}).encode())
+
+
+def cents(s):
+    return faketiktok._cents(s)
+
+
+# --------------------------------------------------------------------------
+# signing vectors (from the TikTok Shop docs, /tmp/ofspec4.md)
+
+def test_sign_request_vector():
+    sig = sign_request("e59af819cc", "/authorization/202309/shops",
+                       {"app_key": "29a39d", "timestamp": "1623812664"}, b"")
+    assert sig == "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8"
+    # sign and access_token never take part; order of params does not matter
+    assert sign_request("e59af819cc", "/authorization/202309/shops",
+                        [("timestamp", "1623812664"), ("sign", "x"), ("access_token", "y"),
+                         ("app_key", "29a39d")], None) == sig
+
+
+def test_sign_webhook_vector():
+    body = (b'{"type":1,"tts_notification_id":"7380066284010030890","shop_id":"7495540735365777507",'
+            b'"timestamp":1718305585,"data":{"is_on_hold_order":true,"order_id":"576653688135258178",'
+            b'"order_status":"UNPAID","update_time":1718305585}}')
+    assert sign_webhook("abcdef", "123", body) == \
+        "5dec0f11ec2f6783b8deee53c9ffbf8d024302f7c7e7fa55a35d17629031ac05"
+    assert sign_webhook("abcdef", "123", body.decode()) == sign_webhook("abcdef", "123", body)
+
+
+# --------------------------------------------------------------------------
+# certificates
+
+def test_mkcerts_idempotent_and_sane(certs):
+    files = ["ca.pem", "ca.key", "server.pem", "server.key"]
+    before = {f: open(os.path.join(certs, f), "rb").read() for f in files}
+    r = subprocess.run(["sh", os.path.join(HERE, "mkcerts.sh"), certs], capture_output=True)
+    assert r.returncode == 0 and r.stdout == b"" and r.stderr == b""
+    assert before == {f: open(os.path.join(certs, f), "rb").read() for f in files}
+    text = subprocess.run(["openssl", "x509", "-in", os.path.join(certs, "server.pem"), "-noout",
+                           "-text"], capture_output=True, text=True, check=True).stdout
+    assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
+    assert "CN = 127.0.0.1" in text and "prime256v1" in text
+    # a broken pair is regenerated
+    with open(os.path.join(certs, "server.key"), "w") as fh:
+        fh.write("garbage\n")
+    subprocess.run(["sh", os.path.join(HERE, "mkcerts.sh"), certs], check=True)
+    subprocess.run(["openssl", "verify", "-CAfile", os.path.join(certs, "ca.pem"),
+                    os.path.join(certs, "server.pem")], check=True, capture_output=True)
+    assert open(os.path.join(certs, "server.key"), "rb").read() != b"garbage\n"
+
+
+# --------------------------------------------------------------------------
+# TLS and a signed call
+
+def test_signed_detail_over_verified_tls(fake, client):
+    status, env = detail(client, ["576653688135258178", "42"])
+    assert status == 200 and env["code"] == 0 and env["message"] == "Success"
+    assert env["request_id"]
+    orders = env["data"]["orders"]
+    assert [o["id"] for o in orders] == ["576653688135258178", "42"]
+    assert orders[0] == faketiktok.generate_order("576653688135258178")
+    sock = client.conn.sock
+    assert sock.version() in ("TLSv1.2", "TLSv1.3")
+    assert fake.stats()["ids_requested"] == 2
+
+
+def test_tls_requires_the_test_ca_and_tls12(fake):
+    # the system trust store does not know the test CA
+    c = http.client.HTTPSConnection("127.0.0.1", fake.port, context=ssl.create_default_context(),
+                                    timeout=5)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        c.request("GET", "/_fake/stats")
+    c.close()
+    # TLS 1.1 is refused
+    ctx = ssl._create_unverified_context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as s:
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(s).do_handshake()
+    # plain HTTP on the TLS port gets no HTTP answer
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as s:
+        s.sendall(b"GET /_fake/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert not s.recv(100).startswith(b"HTTP/")
+
+
+def test_shops_endpoint_no_cipher_needed(client):
+    status, env = client.api("GET", SHOPS, cipher=None)
+    assert status == 200 and env["code"] == 0
+    assert env["data"]["shops"][0]["cipher"] == CIPHER
+
+
+def test_percent_encoded_params_are_signed_decoded(client):
+    # the comma may be sent as %2C: the sign is over decoded values
+    q = faketiktok.signed_query(APP_KEY, SECRET, DETAIL, {"ids": "1,2"}, shop_cipher=CIPHER)
+    r, data = client.raw("GET", DETAIL + "?" + urllib.parse.urlencode(q))
+    assert "%2C" in urllib.parse.urlencode(q)
+    env = json.loads(data)
+    assert env["code"] == 0 and len(env["data"]["orders"]) == 2
+
+
+# --------------------------------------------------------------------------
+# rejections
+
+def _bad_sign(target):
+    i = target.index("sign=") + 5
+    return target[:i] + ("0" if target[i] != "0" else "1") + target[i + 1:]
+
+
+@pytest.mark.parametrize("case,kw,code,kind", [
+    ("bad sign", dict(tamper=_bad_sign), 106001, "sign"),
+    ("wrong secret", dict(secret="nope"), 106001, "sign"),
+    ("bad token", dict(headers={"x-tts-access-token": "expired"}), 105002, "token"),
+    ("stale timestamp", dict(timestamp=time.time() - 301 - 5), 106002, "timestamp"),
+    ("future timestamp", dict(timestamp=time.time() + 301 + 5), 106002, "timestamp"),
+    ("wrong app_key", dict(app_key="other"), 106003, "app_key"),
+    ("missing shop_cipher", dict(cipher=None), 36009001, "params"),
+    ("wrong shop_cipher", dict(cipher="ROW_other"), 36009001, "params"),
+])
+def test_rejections(fake, client, case, kw, code, kind):
+    status, env = detail(client, ["1"], **kw)
+    assert status == 200
+    assert env["code"] == code, case
+    assert env["data"] is None and env["request_id"] and env["message"]
+    st = fake.stats()
+    assert st["rejected"][kind] == 1
+    assert sum(st["rejected"].values()) == 1
+    assert st["requests"] == 1 and st["by_path"] == {DETAIL: 1}
+
+
+def test_bad_sign_message(client):
+    status, env = detail(client, ["1"], tamper=_bad_sign)
+    assert env == {"code": 106001, "message": "Invalid credentials: sign",
+                   "request_id": env["request_id"], "data": None}
+
+
+def test_missing_token_and_timestamp_in_window(client):
+    q = faketiktok.signed_query(APP_KEY, SECRET, DETAIL, {"ids": "1"}, shop_cipher=CIPHER)
+    client.conn.request("GET", DETAIL + "?" + urllib.parse.urlencode(q, safe=","))
+    assert json.loads(client.conn.getresponse().read())["code"] == 105002
+    status, env = detail(client, ["1"], timestamp=time.time() - 250)
+    assert env["code"] == 0
+    status, env = detail(client, ["1"], timestamp=time.time() + 250)
+    assert env["code"] == 0
+
+
+def test_sign_covers_body_and_query(client):
+    body = json.dumps({"update_time_ge": 0}).encode()
+    st, env = client.api("POST", SEARCH, {"page_size": "5"}, body=body,
+                         sign_body=b'{"update_time_ge": 1}')
+    assert env["code"] == 106001
+    st, env = client.api("POST", SEARCH, {"page_size": "5"}, body=body)
+    assert env["code"] == 0
+    # a query parameter added after signing breaks the sign
+    st, env = detail(client, ["1"], tamper=lambda t: t + "&extra=1")
+    assert env["code"] == 106001
+
+
+def test_unknown_path_and_method(client):
+    st, env = client.api("GET", "/order/202309/nothing")
+    assert st == 404 and env["code"] == faketiktok.CODE_NOT_FOUND
+    st, env = client.api("POST", DETAIL, {"ids": "1"})
+    assert st == 405 and env["code"] == faketiktok.CODE_METHOD
+
+
+# --------------------------------------------------------------------------
+# detail: ids and generated orders
+
+def test_ids_limits(fake, client):
+    ids50 = [str(1000 + i) for i in range(50)]
+    st, env = detail(client, ids50)
+    assert env["code"] == 0 and len(env["data"]["orders"]) == 50
+    for bad in (ids50 + ["2000"], ["1", "", "2"], [""]):
+        st, env = detail(client, bad)
+        assert env["code"] == 36009003, bad
+    st, env = client.api("GET", DETAIL, {})
+    assert env["code"] == 36009003
+    # duplicates are answered once
+    st, env = detail(client, ["7", "7", "8"])
+    assert [o["id"] for o in env["data"]["orders"]] == ["7", "8"]
+
+
+def check_order(o, status="AWAITING_SHIPMENT"):
+    assert o["status"] == status and o["payment"]["currency"] == "USD"
+    for k in ("create_time", "update_time", "paid_time", "rts_sla_time", "shipping_due_time",
+              "collection_due_time", "delivery_sla_time", "cancel_order_sla_time"):
+        assert isinstance(o[k], int)
+    assert o["create_time"] <= o["paid_time"] <= o["update_time"] < o["rts_sla_time"]
+    assert isinstance(o["is_on_hold_order"], bool) and isinstance(o["is_buyer_request_cancel"], bool)
+    assert "@" in o["buyer_email"]
+    addr = o["recipient_address"]
+    for k in ("name", "phone_number", "full_address", "postal_code", "region_code"):
+        assert isinstance(addr[k], str) and addr[k]
+    assert addr["district_info"] and all(
+        d["address_level_name"] and d["address_name"] for d in addr["district_info"])
+    lines = o["line_items"]
+    per_sku = {}
+    for li in lines:
+        for k in ("id", "product_id", "product_name", "sku_id", "sku_name", "seller_sku",
+                  "sale_price", "original_price", "currency", "package_id", "display_status"):
+            assert isinstance(li[k], str) and li[k], k
+        per_sku[li["sku_id"]] = per_sku.get(li["sku_id"], 0) + 1
+        assert cents(li["original_price"]) >= cents(li["sale_price"]) > 0
+    assert len({li["id"] for li in lines}) == len(lines)
+    assert 1 <= len(per_sku) <= 4 and all(1 <= n <= 3 for n in per_sku.values())
+    p = o["payment"]
+    for k, v in p.items():
+        if k != "currency":
+            assert isinstance(v, str) and "." in v and len(v.split(".")[1]) == 2, (k, v)
+    sub = sum(cents(li["sale_price"]) for li in lines)
+    assert cents(p["sub_total"]) == sub
+    assert cents(p["total_amount"]) == sub + cents(p["shipping_fee"]) + cents(p["tax"])
+    assert cents(p["original_total_product_price"]) == sum(cents(li["original_price"]) for li in lines)
+    assert cents(p["original_total_product_price"]) - cents(p["seller_discount"]) \
+        - cents(p["platform_discount"]) == sub
+    return per_sku
+
+
+def test_generated_orders_deterministic_and_consistent():
+    rng = random.Random(7)
+    ids = [str(rng.randrange(10 ** 17, 10 ** 18)) for _ in range(300)] + ["abc", "x-1"]
+    folded = 0
+    skus_seen = set()
+    for i in ids:
+        o = faketiktok.generate_order(i)
+        assert o == faketiktok.generate_order(i)
+        assert o["id"] == i
+        per_sku = check_order(o)
+        folded += any(n > 1 for n in per_sku.values())
+        skus_seen.update(per_sku)
+    assert folded > 50               # quantity folding is exercised often
+    assert len(skus_seen) > 10       # a shared catalog: the same SKU recurs across orders
+    a, b = faketiktok.generate_order("1"), faketiktok.generate_order("2")
+    assert a != b
+    # stable across processes (no hash randomisation involved)
+    out = subprocess.run([sys.executable, "-c", "import sys, json; sys.path.insert(0, %r); "
+                          "import faketiktok; print(json.dumps(faketiktok.generate_order('99')))"
+                          % HERE], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONHASHSEED="123")).stdout
+    assert json.loads(out) == faketiktok.generate_order("99")
+
+
+def test_unknown_ids_missing(certs):
+    f = make_fake(certs, unknown_ids="missing")
+    try:
+        f.seed([{"id": "500"}])
+        c = Client(f, certs)
+        st, env = detail(c, ["499", "500", "501"])
+        assert env["code"] == 0 and [o["id"] for o in env["data"]["orders"]] == ["500"]
+        c.close()
+    finally:
+        f.stop()
+
+
+def test_seed_defaults_and_recomputed_payment(fake, client):
+    done = fake.seed([
+        {"id": "9001", "status": "UNPAID", "update_time": 1790000000},
+        {"id": "9002", "line_items": [{"sku_id": "S1", "sale_price": "10.00"},
+                                      {"sku_id": "S1", "sale_price": "10.00"},
+                                      {"sku_id": "S2", "sale_price": "3.50", "original_price": "4.00"}]},
+    ])
+    assert done[0]["update_time"] == 1790000000
+    assert done[0]["create_time"] <= done[0]["paid_time"] <= 1790000000 < done[0]["rts_sla_time"]
+    st, env = detail(client, ["9001", "9002"])
+    o1, o2 = env["data"]["orders"]
+    assert o1["status"] == "UNPAID" and all(li["display_status"] == "UNPAID" for li in o1["line_items"])
+    gen = faketiktok.generate_order("9001")
+    assert o1["recipient_address"] == gen["recipient_address"] and o1["payment"] == gen["payment"]
+    assert [li["sku_id"] for li in o2["line_items"]] == ["S1", "S1", "S2"]
+    assert o2["payment"]["sub_total"] == "23.50"
+    assert o2["payment"]["original_total_product_price"] == "24.00"
+    assert cents(o2["payment"]["total_amount"]) == 2350 + cents(o2["payment"]["shipping_fee"]) \
+        + cents(o2["payment"]["tax"])
+    assert fake.stats()["orders_seeded"] == 2
+    # replace
+    fake.seed([{"id": "9001", "status": "CANCELLED"}])
+    st, env = detail(client, ["9001"])
+    assert env["data"]["orders"][0]["status"] == "CANCELLED"
+    with pytest.raises(ValueError):
+        fake.seed([{"status": "UNPAID"}])
+    with pytest.raises(ValueError):
+        fake.seed([{"id": "1", "update_time": "soon"}])
+
+
+# --------------------------------------------------------------------------
+# search
+
+def seed_many(fake, n=57, seed=3):
+    rng = random.Random(seed)
+    statuses = ["AWAITING_SHIPMENT", "UNPAID", "CANCELLED"]
+    orders = [{"id": str(580000000000000000 + rng.randrange(10 ** 15)),
+               "update_time": 1790000000 + rng.randrange(40),      # many ties
+               "status": rng.choice(statuses)} for _ in range(n)]
+    fake.seed(orders)
+    return {o["id"]: o for o in orders}
+
+
+def page_all(client, page_size, filt=None, order="ASC"):
+    got, token, pages, total = [], "", 0, None
+    while True:
+        st, env = search(client, page_size, token, filt, order)
+        assert st == 200 and env["code"] == 0, env
+        d = env["data"]
+        total = d["total_count"] if total is None else total
+        assert d["total_count"] == total
+        got.extend(d["orders"])
+        pages += 1
+        token = d["next_page_token"]
+        assert len(d["orders"]) <= page_size
+        if token == "":
+            break
+        assert len(d["orders"]) == page_size
+        assert pages < 1000
+    return got, total, pages
+
+
+def test_search_paging_every_order_once_in_order(fake, client):
+    seeded = seed_many(fake)
+    got, total, pages = page_all(client, 10)
+    ids = [o["id"] for o in got]
+    assert sorted(ids) == sorted(seeded) and len(ids) == len(set(ids)) == total == len(seeded)
+    keys = [(o["update_time"], o["id"]) for o in got]
+    assert keys == sorted(keys)
+    assert pages == (len(seeded) + 9) // 10
+    for o in got:
+        check_order(o, seeded[o["id"]]["status"])
+        assert o["update_time"] == seeded[o["id"]]["update_time"]
+    # generated-only ids never show up in search; detail of seeded is the same object
+    st, env = detail(client, ids[:3])
+    assert env["data"]["orders"] == got[:3]
+    # DESC is the reverse
+    got_desc, _, _ = page_all(client, 7, order="DESC")
+    assert [o["id"] for o in got_desc] == ids[::-1]
+
+
+def test_search_filters(fake, client):
+    seeded = seed_many(fake)
+    filt = {"update_time_ge": 1790000010, "update_time_lt": 1790000030, "order_status": "UNPAID"}
+    want = sorted(((o["update_time"], i) for i, o in seeded.items()
+                   if 1790000010 <= o["update_time"] < 1790000030 and o["status"] == "UNPAID"))
+    got, total, _ = page_all(client, 3, filt)
+    assert [(o["update_time"], o["id"]) for o in got] == want and total == len(want)
+    assert want
+    got, total, pages = page_all(client, 100, {"update_time_ge": 1790000040})
+    assert got == [] and total == 0 and pages == 1
+    # DESC with a range: the reverse of ASC
+    got_desc, total, _ = page_all(client, 4, filt, order="DESC")
+    assert [(o["update_time"], o["id"]) for o in got_desc] == want[::-1]
+    # a create_time filter while sorting by update_time
+    fake.seed([{"id": "1", "create_time": 1700000000, "paid_time": 1700000001,
+                "update_time": 1790000020, "status": "UNPAID"}])
+    got, total, _ = page_all(client, 2, dict(filt, create_time_lt=1700000005))
+    assert [o["id"] for o in got] == ["1"] and total == 1
+
+
+def test_search_bad_params(fake, client):
+    seed_many(fake, 5)
+    for ps in (0, 101, "x"):
+        st, env = search(client, ps)
+        assert env["code"] == 36009001, ps
+    st, env = search(client, 10, token="!!notatoken")
+    assert env["code"] == 36009001
+    st, env = client.api("POST", SEARCH, {"page_size": "5"}, body=b"[1,2]")
+    assert env["code"] == 36009001
+    st, env = client.api("POST", SEARCH, {"page_size": "5"}, body=b'{"update_time_ge":"x"}')
+    assert env["code"] == 36009001
+    assert fake.stats()["rejected"]["params"] == 6
+
+
+# --------------------------------------------------------------------------
+# faults
+
+def test_fault_latency_then_normal_answer(fake, client):
+    fake.fault(latency_ms=300)
+    t = time.monotonic()
+    st, env = detail(client, ["1"])
+    assert time.monotonic() - t >= 0.28
+    assert env["code"] == 0 and env["data"]["orders"][0]["id"] == "1"
+    t = time.monotonic()
+    detail(client, ["1"])
+    assert time.monotonic() - t < 0.25
+    assert fake.stats()["faults_served"] == 1
+
+
+def test_fault_latency_does_not_block_other_connections(fake, certs):
+    fake.fault(latency_ms=800, path=DETAIL)
+    slow, quick = Client(fake, certs), Client(fake, certs)
+    slow.conn.request("GET", signed_target(APP_KEY, SECRET, DETAIL, {"ids": "1"},
+                                           shop_cipher=CIPHER), headers={"x-tts-access-token": TOKEN})
+    time.sleep(0.05)
+    t = time.monotonic()
+    st, env = detail(quick, ["2"])
+    assert env["code"] == 0 and time.monotonic() - t < 0.5
+    assert json.loads(slow.conn.getresponse().read())["code"] == 0
+    slow.close()
+    quick.close()
+
+
+def test_fault_http_status(fake, client):
+    fake.fault(http_status=500)
+    fake.fault(http_status=429, retry_after=2)
+    fake.fault(http_status=503, code=12345, message="maintenance")
+    st, env = detail(client, ["1"])
+    assert st == 500 and env["code"] == faketiktok.CODE_SERVER_ERROR and env["data"] is None
+    r, data = client.raw("GET", signed_target(APP_KEY, SECRET, DETAIL, {"ids": "1"}, shop_cipher=CIPHER))
+    assert r.status == 429 and json.loads(data)["code"] == 36009002
+    assert r.getheader("Retry-After") == "2"
+    st, env = detail(client, ["1"])
+    assert st == 503 and env["code"] == 12345 and env["message"] == "maintenance"
+    st, env = detail(client, ["1"])
+    assert st == 200 and env["code"] == 0
+    assert fake.stats()["faults_served"] == 3
+
+
+def test_fault_code_only_and_count_and_path(fake, client):
+    fake.fault(code=36009002, count=3, path=DETAIL)
+    st, env = client.api("GET", SHOPS)          # other path: untouched
+    assert env["code"] == 0
+    for _ in range(3):
+        st, env = detail(client, ["1"])
+        assert st == 200 and env["code"] == 36009002 and env["message"] == "Too many requests"
+    st, env = detail(client, ["1"])
+    assert env["code"] == 0
+    fake.fault(code=105002)                      # token expiry injected
+    st, env = client.api("GET", SHOPS)
+    assert env["code"] == 105002
+    s = fake.stats()
+    assert s["faults_served"] == 4 and s["faults_pending"] == 0
+
+
+def test_fault_count_forever_until_reset(fake, client):
+    fake.fault(code=36009002, count=-1)
+    for _ in range(5):
+        assert detail(client, ["1"])[1]["code"] == 36009002
+    fake.reset()
+    assert detail(client, ["1"])[1]["code"] == 0
+    assert fake.stats()["requests"] == 1
+
+
+def test_fault_drop(fake, client):
+    fake.fault(drop=True, latency_ms=50)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError, ssl.SSLError)):
+        detail(client, ["1"])
+    client.close()
+    st, env = detail(client, ["1"])             # http.client reconnects
+    assert env["code"] == 0
+    assert fake.stats()["connections"] == 2
+
+
+def test_fault_truncate_and_html_body(fake, client):
+    fake.fault(truncate=True)
+    with pytest.raises(http.client.IncompleteRead):
+        detail(client, ["1"])
+    client.close()
+    fake.fault(http_status=502, body="<html>bad gateway</html>")
+    r, data = client.raw("GET", signed_target(APP_KEY, SECRET, DETAIL, {"ids": "1"}, shop_cipher=CIPHER))
+    assert r.status == 502 and data == b"<html>bad gateway</html>"
+
+
+def test_bad_fault_rejected(fake):
+    for kw in ({"latency": 5}, {"count": 0}, {"http_status": 99}, {"drop": "yes"}, {"path": "x"}):
+        with pytest.raises(ValueError):
+            fake.fault(**kw)
+
+
+# --------------------------------------------------------------------------
+# keep-alive and connection handling
+
+def test_keep_alive_one_connection(fake, client):
+    for i in range(6):
+        st, env = detail(client, [str(i)])
+        assert env["code"] == 0
+    client.api("GET", SHOPS)
+    client.raw("GET", "/_fake/stats")
+    s = fake.stats()
+    assert s["connections"] == 1 and s["requests"] == 7
+
+
+def test_pipelined_requests_answered_in_order(fake, certs):
+    fake.fault(latency_ms=200, count=1)
+    ctx = ctx_for(certs)
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as raw:
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        reqs = b""
+        for i in ("11", "12", "13"):
+            t = signed_target(APP_KEY, SECRET, DETAIL, {"ids": i}, shop_cipher=CIPHER)
+            reqs += ("GET %s HTTP/1.1\r\nHost: x\r\nx-tts-access-token: %s\r\n\r\n" % (t, TOKEN)).encode()
+        s.sendall(reqs)
+        f = s.makefile("rb")
+        ids = []
+        for _ in range(3):
+            assert f.readline().startswith(b"HTTP/1.1 200 ")
+            length = None
+            while True:
+                line = f.readline()
+                if line == b"\r\n":
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            ids.append(json.loads(f.read(length))["data"]["orders"][0]["id"])
+        assert ids == ["11", "12", "13"]
+        f.close()
+
+
+def test_connection_close_and_chunked_body(fake, certs, client):
+    seed_many(fake, 4)
+    body = json.dumps({}).encode()
+    t = signed_target(APP_KEY, SECRET, SEARCH, {"page_size": "10"}, body, shop_cipher=CIPHER)
+    ctx = ctx_for(certs)
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as raw:
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nx-tts-access-token: %s\r\n"
+                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n" % (t, TOKEN, len(body))
+                   ).encode() + body + b"\r\n0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head
+    env = json.loads(payload)
+    assert env["code"] == 0 and env["data"]["total_count"] == 4
+
+
+def test_idle_timeout_closes_connection(certs):
+    f = make_fake(certs, idle_timeout=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", f.port), timeout=5) as raw:
+            s = ctx_for(certs).wrap_socket(raw, server_hostname="127.0.0.1")
+            t = time.monotonic()
+            assert s.recv(10) == b""
+            assert 0.2 < time.monotonic() - t < 3
+    finally:
+        f.stop()
+
+
+def test_max_requests_per_conn(certs):
+    f = make_fake(certs, max_requests_per_conn=2)
+    try:
+        c = Client(f, certs)
+        r1, _ = c.raw("GET", "/_fake/stats")
+        r2, _ = c.raw("GET", "/_fake/stats")
+        assert r1.getheader("Connection") == "keep-alive" and r2.getheader("Connection") == "close"
+        c.close()
+    finally:
+        f.stop()
+
+
+# --------------------------------------------------------------------------
+# admin endpoints over HTTPS and the command line
+
+def test_admin_endpoints(fake, certs, client):
+    cafile = os.path.join(certs, "ca.pem")
+    st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/orders",
+                                     {"orders": [{"id": "77", "update_time": 1790000001}]}, cafile)
+    assert st == 200 and r["seeded"] == 1
+    st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/faults", {"code": 36009002}, cafile)
+    assert st == 200 and r["queued"] == 1
+    st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/faults", {"bogus": 1}, cafile)
+    assert st == 400
+    assert detail(client, ["77"])[1]["code"] == 36009002
+    assert detail(client, ["77"])[1]["data"]["orders"][0]["update_time"] == 1790000001
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/stats", None, cafile)
+    assert r["requests"] == 2 and r["faults_served"] == 1 and r["ids_requested"] == 1
+    assert r["by_path"] == {DETAIL: 2}
+    assert set(r["rejected"]) >= {"sign", "token", "timestamp"}
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/orders", None, cafile)
+    assert [o["id"] for o in r["orders"]] == ["77"]
+    st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/reset", {}, cafile)
+    assert st == 200
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/stats", None, cafile)
+    assert r["requests"] == 0 and r["orders_seeded"] == 0
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/nothing", None, cafile)
+    assert st == 404
+
+
+def test_command_line(certs):
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "faketiktok.py"), "--port", "0",
+                          "--cert", os.path.join(certs, "server.pem"),
+                          "--key", os.path.join(certs, "server.key"),
+                          "--app-key", APP_KEY, "--app-secret", SECRET, "--access-token", TOKEN,
+                          "--shop-cipher", CIPHER, "--threads", "2", "--seed-generated", "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening "), line + p.stderr.read()
+        port = int(line.split()[1])
+        assert port > 0
+
+        class F(object):
+            pass
+        f = F()
+        f.port = port
+        c = Client(f, certs)
+        for _ in range(4):
+            st, env = search(c, 2)
+            assert env["code"] == 0 and env["data"]["total_count"] == 3
+        st, env = detail(c, ["1", "2"])
+        assert env["code"] == 0
+        c.close()
+        out = subprocess.run([sys.executable, os.path.join(HERE, "faketiktok.py"), "--sign-url",
+                              DETAIL + "?ids=5", "--app-key", APP_KEY, "--app-secret", SECRET,
+                              "--shop-cipher", CIPHER], capture_output=True, text=True, check=True)
+        c = Client(f, certs)
+        r, data = c.raw("GET", out.stdout.strip())
+        assert json.loads(data)["code"] == 0
+        c.close()
+        t = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        assert time.monotonic() - t < 3
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
