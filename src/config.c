@@ -26,9 +26,17 @@ enum config_type {
 	CONFIG_IP,		/* IPv4/IPv6 literal: names would need a blocking lookup */
 	CONFIG_LEVEL,		/* log level name */
 	CONFIG_CONNINFO,	/* libpq conninfo whose hosts need no name lookup */
+	CONFIG_URL,		/* http:// or https:// base URL */
 };
 
 #define CONFIG_RESTART	0x01	/* a reload cannot change it */
+
+/* Types stored as an allocated string rather than a number. */
+static bool
+config_is_text(enum config_type t)
+{
+	return t == CONFIG_STRING || t == CONFIG_IP || t == CONFIG_CONNINFO || t == CONFIG_URL;
+}
 
 struct config_key {
 	const char	*section;
@@ -78,6 +86,26 @@ static const struct config_key config_keys[] = {
 	{ "webhook", "max_skew", CONFIG_DURATION, "5min", 0, SEC(86400), OFF(webhook.max_skew), 0 },
 	{ "webhook", "max_batch", CONFIG_INT, "512", 1, 10000, OFF(webhook.max_batch), 0 },
 	{ "webhook", "shop_refresh", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(webhook.shop_refresh), 0 },
+	{ "tiktok", "api_base", CONFIG_URL, "https://open-api.tiktokglobalshop.com", 0, 0, OFF(tiktok.api_base), CONFIG_RESTART },
+	{ "tiktok", "ca_file", CONFIG_STRING, "", 0, 0, OFF(tiktok.ca_file), CONFIG_RESTART },
+	{ "tiktok", "connections", CONFIG_INT, "4", 1, 256, OFF(tiktok.connections), CONFIG_RESTART },
+	{ "tiktok", "connect_timeout", CONFIG_DURATION, "5s", MS(100), SEC(300), OFF(tiktok.connect_timeout), CONFIG_RESTART },
+	{ "tiktok", "request_timeout", CONFIG_DURATION, "10s", MS(100), SEC(600), OFF(tiktok.request_timeout), CONFIG_RESTART },
+	{ "tiktok", "detail_batch", CONFIG_INT, "50", 1, 50, OFF(tiktok.detail_batch), 0 },
+	{ "tiktok", "retry_attempts", CONFIG_INT, "5", 1, 20, OFF(tiktok.retry_attempts), 0 },
+	{ "tiktok", "retry_base", CONFIG_DURATION, "1s", MS(10), SEC(600), OFF(tiktok.retry_base), 0 },
+	{ "tiktok", "retry_max", CONFIG_DURATION, "30s", MS(10), SEC(3600), OFF(tiktok.retry_max), 0 },
+	{ "tiktok", "breaker_threshold", CONFIG_INT, "10", 1, 64, OFF(tiktok.breaker_threshold), CONFIG_RESTART },
+	{ "tiktok", "breaker_window", CONFIG_DURATION, "30s", SEC(1), SEC(3600), OFF(tiktok.breaker_window), CONFIG_RESTART },
+	{ "tiktok", "breaker_reset", CONFIG_DURATION, "60s", MS(100), SEC(3600), OFF(tiktok.breaker_reset), CONFIG_RESTART },
+	{ "tiktok", "max_queue", CONFIG_INT, "100000", 100, 10000000, OFF(tiktok.max_queue), 0 },
+	{ "tiktok", "lease", CONFIG_DURATION, "5min", SEC(1), SEC(86400), OFF(tiktok.lease), 0 },
+	{ "tiktok", "claim_interval", CONFIG_DURATION, "5s", MS(100), SEC(3600), OFF(tiktok.claim_interval), 0 },
+	{ "tiktok", "sync_interval", CONFIG_DURATION, "60s", 0, SEC(86400), OFF(tiktok.sync_interval), 0 },
+	{ "tiktok", "sync_margin", CONFIG_DURATION, "5min", 0, SEC(86400), OFF(tiktok.sync_margin), 0 },
+	{ "tiktok", "sync_lookback", CONFIG_DURATION, "24h", SEC(1), SEC(15 * 86400), OFF(tiktok.sync_lookback), 0 },
+	{ "tiktok", "sync_page_size", CONFIG_INT, "50", 1, 100, OFF(tiktok.sync_page_size), 0 },
+	{ "admin", "token", CONFIG_STRING, "", 0, 0, OFF(admin.token), 0 },
 };
 
 /* State of one parse: the config being filled and the first error. */
@@ -203,6 +231,29 @@ config_check_conninfo(const char *value)
 	return cause;
 }
 
+/* A base URL: scheme, a host, an optional port and path; no query, no spaces. */
+static char *
+config_check_url(const char *value)
+{
+	const char *host;
+
+	if (strncmp(value, "https://", 8) == 0)
+		host = value + 8;
+	else if (strncmp(value, "http://", 7) == 0)
+		host = value + 7;
+	else
+		return xasprintf("\"%s\" is not an http:// or https:// URL", value);
+	if (host[0] == '\0' || host[0] == '/' || host[0] == ':')
+		return xasprintf("\"%s\" has no host", value);
+	if (strlen(value) > 1024)
+		return xstrdup("URL longer than 1024 bytes");
+	for (const char *c = value; *c != '\0'; c++)
+		if ((unsigned char)*c <= 0x20 || *c == '?' || *c == '#' || (unsigned char)*c >= 0x7f)
+			return xasprintf("\"%s\" contains a space, query, fragment or non-ASCII byte",
+			    value);
+	return NULL;
+}
+
 /* Parse value into the key's field; returns NULL or the reason it is bad. */
 static char *
 config_set(struct config *cfg, const struct config_key *k, const char *value)
@@ -236,7 +287,10 @@ config_set(struct config *cfg, const struct config_key *k, const char *value)
 		/* FALLTHROUGH */
 	case CONFIG_STRING:
 	case CONFIG_CONNINFO:
+	case CONFIG_URL:
 		if (k->type == CONFIG_CONNINFO && (cause = config_check_conninfo(value)) != NULL)
+			return cause;
+		if (k->type == CONFIG_URL && (cause = config_check_url(value)) != NULL)
 			return cause;
 		free(*config_str(cfg, k));
 		*config_str(cfg, k) = xstrdup(value);
@@ -358,6 +412,7 @@ config_check_pairs(struct config_parse *p)
 	static const struct { const char *section, *lo, *hi; } pairs[] = {
 		{ "postgres", "reconnect_min", "reconnect_max" },
 		{ "redis", "reconnect_min", "reconnect_max" },
+		{ "tiktok", "retry_base", "retry_max" },
 	};
 	size_t ilo, ihi;
 
@@ -378,7 +433,7 @@ config_free(struct config *cfg)
 	for (size_t i = 0; i < NELEM(config_keys); i++) {
 		enum config_type t = config_keys[i].type;
 
-		if (t == CONFIG_STRING || t == CONFIG_IP || t == CONFIG_CONNINFO)
+		if (config_is_text(t))
 			free(*config_str(cfg, &config_keys[i]));
 	}
 	free(cfg->path);
@@ -512,7 +567,7 @@ config_keep_restart_keys(struct config *next, const struct config *running,
 
 		if (!(k->flags & CONFIG_RESTART))
 			continue;
-		if (k->type == CONFIG_STRING || k->type == CONFIG_IP || k->type == CONFIG_CONNINFO) {
+		if (config_is_text(k->type)) {
 			same = strcmp(*config_str(next, k), *config_str(run, k)) == 0;
 			if (!same) {
 				free(*config_str(next, k));

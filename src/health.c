@@ -21,7 +21,10 @@
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
+#include "orderflow/poll.h"
+#include "orderflow/proc.h"
 #include "orderflow/rds.h"
+#include "orderflow/tt.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -40,7 +43,11 @@ static const char health_stats_sql[] =
     " (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(received_at)), 0)::float8"
     "   FROM webhook_events WHERE processed_at IS NULL AND dead_at IS NULL) AS oldest_age,"
     " (SELECT count(*) FROM webhook_events WHERE dead_at IS NOT NULL) AS dead_letters,"
-    " (SELECT id::text FROM orders ORDER BY updated_at DESC LIMIT 1) AS last_order";
+    " (SELECT id::text FROM orders ORDER BY updated_at DESC LIMIT 1) AS last_order,"
+    " (SELECT count(*) FROM shops WHERE status <> 'active') AS paused_shops,"
+    " (SELECT coalesce(json_agg(json_build_object('shop_id', tiktok_shop_id, 'status', status,"
+    "   'reason', paused_reason)), '[]') FROM (SELECT * FROM shops WHERE status <> 'active'"
+    "   ORDER BY tiktok_shop_id LIMIT 20) p) AS paused_list";
 
 void
 health_prepare(struct pg_pool *pg)
@@ -95,6 +102,8 @@ struct health_check {
 	json_t		*database;	/* check objects, built as answers arrive */
 	json_t		*redis;
 	json_t		*figures;	/* row of health_stats, or NULL */
+	json_t		*paused;	/* up to 20 paused shops, or NULL */
+	long long	npaused;
 	double		oldest_age;
 	long long	depth;
 };
@@ -127,7 +136,7 @@ health_on_stats(struct pg_batch *b, void *arg)
 	total = (int)(hc->hr->w->cfg->postgres.pool_size * s->n);
 	for (int i = 0; i < s->n; i++)
 		up += atomic_load(&pg_pool_stats(s->workers[i].pg)->up);
-	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 || PQnfields(r) != 6) {
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 || PQnfields(r) != 8) {
 		hc->database = json_pack("{s:s,s:f,s:i,s:i,s:s}", "status", "unhealthy",
 		    "latency_ms", ms, "connections_up", up, "connections_total", total, "message",
 		    pg_batch_error(b) != NULL ? pg_batch_error(b) : "unexpected answer");
@@ -136,6 +145,8 @@ health_on_stats(struct pg_batch *b, void *arg)
 		    "degraded", "latency_ms", ms, "connections_up", up, "connections_total", total);
 		hc->depth = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
 		hc->oldest_age = strtod(PQgetvalue(r, 0, 3), NULL);
+		hc->npaused = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+		hc->paused = json_loads(PQgetvalue(r, 0, 7), 0, NULL);
 		hc->figures = json_pack("{s:o,s:o,s:o,s:o,s:o}",
 		    "activeOrders", health_num_or_null(r, 0),
 		    "pendingWorkflows", health_num_or_null(r, 1),
@@ -215,6 +226,20 @@ health_queue_check(struct health_check *hc, int *level)
 	    (double)cfg->health.max_queue_age / 1000.0);
 }
 
+/* The TikTok integration: degraded while a breaker is not closed or a shop is paused. */
+static json_t *
+health_tiktok_check(struct health_check *hc, int *level)
+{
+	const char *breaker = tt_breaker_summary(hc->hr->w->set);
+	json_t *paused = hc->paused != NULL ? hc->paused : json_null();
+
+	hc->paused = NULL;
+	*level = strcmp(breaker, "closed") != 0 || hc->npaused > 0;
+	return json_pack("{s:s,s:s,s:I,s:o,s:I}", "status", health_word(*level), "breaker",
+	    breaker, "pausedShops", (json_int_t)hc->npaused, "paused", paused,
+	    "eventsInMemory", (json_int_t)proc_in_memory(hc->hr->w->set));
+}
+
 static int
 health_level_of(json_t *check)
 {
@@ -227,25 +252,27 @@ static void
 health_finish(struct health_check *hc)
 {
 	struct worker_set *s = hc->hr->w->set;
-	int engine_level, queue_level, overall;
-	json_t *engine, *queue, *doc;
+	int engine_level, queue_level, tiktok_level, overall;
+	json_t *engine, *queue, *tiktok, *doc;
 	char ts[32];
 
 	if (--hc->pending > 0)
 		return;
 	engine = health_engine_check(s, &engine_level);
 	queue = health_queue_check(hc, &queue_level);
+	tiktok = health_tiktok_check(hc, &tiktok_level);
 	/* Without the database nothing is durable: unhealthy.  Anything else: degraded. */
 	overall = health_level_of(hc->database) == 2 ? 2 :
 	    (health_level_of(hc->database) | health_level_of(hc->redis) | engine_level |
-	    queue_level) != 0 ? 1 : 0;
+	    queue_level | tiktok_level) != 0 ? 1 : 0;
 	if (hc->figures == NULL)
 		hc->figures = json_pack("{s:n,s:n,s:n,s:n,s:n}", "activeOrders", "pendingWorkflows",
 		    "queueDepth", "deadLetters", "lastProcessedOrder");
 	util_rfc3339(ts, sizeof(ts), util_wall_ms());
-	doc = json_pack("{s:s,s:s,s:{s:o,s:o,s:o,s:o},s:o}", "status", health_word(overall),
+	doc = json_pack("{s:s,s:s,s:{s:o,s:o,s:o,s:o,s:o},s:o}", "status", health_word(overall),
 	    "timestamp", ts, "checks", "database", hc->database, "redis", hc->redis,
-	    "workflowEngine", engine, "messageQueue", queue, "metrics", hc->figures);
+	    "workflowEngine", engine, "messageQueue", queue, "tiktokShop", tiktok,
+	    "metrics", hc->figures);
 	httpd_reply_json(hc->hr, overall == 2 ? 503 : 200, doc);
 	free(hc);
 }
@@ -393,6 +420,9 @@ health_metrics(struct httpd_req *hr)
 	health_metrics_http(out, hr->w->set);
 	health_metrics_backends(out, hr->w);
 	webhook_metrics(out, hr->w->set);
+	proc_metrics(out, hr->w->set);
+	poll_metrics(out, hr->w->set);
+	tt_metrics(out, hr->w->set);
 	len = evbuffer_get_length(out);
 	text = xmalloc(len);
 	evbuffer_remove(out, text, len);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderflow/admin.h"
 #include "orderflow/config.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
@@ -43,6 +44,9 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/health/orders", HTTPD_GET, health_orders },
 	{ "/metrics", HTTPD_GET, health_metrics },
 	{ "/webhooks/tiktok", HTTPD_POST, webhook_tiktok },
+	{ "/api/admin/dead-letters", HTTPD_GET, admin_dead_letters },
+	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
+	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },
 };
 
 struct httpd {

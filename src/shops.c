@@ -31,7 +31,8 @@ struct shops {
 };
 
 static const char shops_load_sql[] =
-    "SELECT id::text, tiktok_shop_id, app_key, app_secret, status::text FROM shops";
+    "SELECT id::text, tiktok_shop_id, app_key, app_secret, status::text, creator_id::text,"
+    " coalesce(access_token, ''), coalesce(shop_cipher, '') FROM shops";
 
 void
 shops_prepare(struct pg_pool *pg)
@@ -55,6 +56,9 @@ shops_clear(struct shop *list, size_t n, struct shop_app *apps)
 		free(list[i].app_key);
 		free(list[i].app_secret);
 		free(list[i].status);
+		free(list[i].creator_id);
+		free(list[i].access_token);
+		free(list[i].shop_cipher);
 	}
 	free(list);
 	free(apps);
@@ -101,7 +105,7 @@ shops_on_load(struct pg_batch *b, void *arg)
 	size_t n;
 
 	s->loading = false;
-	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 5) {
+	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 8) {
 		log_debug("cannot load shops", "error=%s",
 		    log_quote(pg_batch_error(b) != NULL ? pg_batch_error(b) : "bad result"));
 		shops_schedule(s);
@@ -115,6 +119,9 @@ shops_on_load(struct pg_batch *b, void *arg)
 		list[i].app_key = xstrdup(PQgetvalue(r, (int)i, 2));
 		list[i].app_secret = xstrdup(PQgetvalue(r, (int)i, 3));
 		list[i].status = xstrdup(PQgetvalue(r, (int)i, 4));
+		list[i].creator_id = xstrdup(PQgetvalue(r, (int)i, 5));
+		list[i].access_token = xstrdup(PQgetvalue(r, (int)i, 6));
+		list[i].shop_cipher = xstrdup(PQgetvalue(r, (int)i, 7));
 	}
 	qsort(list, n, sizeof(*list), shops_cmp);
 	shops_clear(s->list, s->n, s->apps);
@@ -206,6 +213,38 @@ shops_find(struct shops *s, const char *tiktok_shop_id)
 		shops_reload(s);
 	}
 	return found;
+}
+
+const struct shop *
+shops_find_id(const struct shops *s, const char *id)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->list[i].id, id) == 0)
+			return &s->list[i];
+	return NULL;
+}
+
+size_t
+shops_count(const struct shops *s)
+{
+	return s->n;
+}
+
+const struct shop *
+shops_at(const struct shops *s, size_t i)
+{
+	return i < s->n ? &s->list[i] : NULL;
+}
+
+void
+shops_set_status(struct shops *s, const char *id, const char *status)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (strcmp(s->list[i].id, id) == 0) {
+			free(s->list[i].status);
+			s->list[i].status = xstrdup(status);
+		}
+	}
 }
 
 size_t

@@ -18,13 +18,13 @@
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
+#include "orderflow/proc.h"
 #include "orderflow/shops.h"
 #include "orderflow/ttsign.h"
 #include "orderflow/webhook.h"
+#include "orderflow/whenv.h"
 #include "orderflow/worker.h"
 
-/* Longest ids we store; TikTok's are 19-digit numbers. */
-#define WEBHOOK_ID_MAX 128
 /* Waiting events per worker, in batches; beyond that: 503. */
 #define WEBHOOK_PENDING_BATCHES 4
 /* Rejections of one kind are logged at most once a second per worker. */
@@ -85,10 +85,12 @@ struct webhook {
  * $1 notification id (NULL if absent), $2 dedupe key, $3 shop uuid,
  * $4 TikTok shop id, $5 type, $6 TikTok order id (NULL if none), $7 raw body.
  */
+/* $8 and $9: the lease this process takes at once, so no sweep claims it meanwhile. */
 static const char webhook_insert_sql[] =
     "INSERT INTO webhook_events (source, notification_id, dedupe_key, shop_id,"
-    " tiktok_shop_id, event_type, order_id, raw_body)"
-    " VALUES ('tiktok_shop', $1, $2, $3::uuid, $4, $5::integer, $6, $7)"
+    " tiktok_shop_id, event_type, order_id, raw_body, lease_owner, lease_until)"
+    " VALUES ('tiktok_shop', $1, $2, $3::uuid, $4, $5::integer, $6, $7, $8,"
+    " now() + $9::bigint * interval '1 millisecond')"
     " ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id";
 
 static void webhook_flush(struct webhook *wh);
@@ -160,71 +162,38 @@ webhook_verify(struct shops *shops, const void *body, size_t len, const char *si
 	return NULL;
 }
 
-/* A string member of at most WEBHOOK_ID_MAX printable bytes, or NULL. */
-static const char *
-webhook_str(json_t *obj, const char *key)
-{
-	const char *s = json_string_value(json_object_get(obj, key));
-	size_t len = s != NULL ? strlen(s) : 0;
-
-	if (s == NULL || len == 0 || len > WEBHOOK_ID_MAX)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20)
-			return NULL;
-	return s;
-}
-
-/* Validate the parsed envelope into ev; on error returns the message. */
+/* Check the parsed envelope and fill ev; on error returns the message. */
 static const char *
 webhook_validate(struct webhook *wh, json_t *doc, const char *body, size_t len,
     struct webhook_event *ev, const struct shop_app *app, enum webhook_reject *why)
 {
 	const struct config *cfg = wh->w->cfg;
-	json_t *data = json_object_get(doc, "data");
-	json_t *type = json_object_get(doc, "type"), *ts = json_object_get(doc, "timestamp");
-	const char *shop_id = webhook_str(doc, "shop_id"), *nid = webhook_str(doc, "tts_notification_id");
-	const char *order_id, *status;
+	json_int_t now = (json_int_t)time(NULL);
 	const struct shop *shop;
-	json_int_t t, now = (json_int_t)time(NULL);
-	char key[4 * WEBHOOK_ID_MAX], num[24];
+	struct whenv e;
+	const char *bad;
+	char key[WHENV_KEY_MAX], num[24];
 
 	*why = WEBHOOK_REJ_BAD_FIELD;
-	if (!json_is_integer(type) || json_integer_value(type) < 0 || json_integer_value(type) > 1000000)
-		return "field \"type\" must be a non-negative integer";
-	if (shop_id == NULL)
-		return "field \"shop_id\" must be a non-empty string";
-	if (!json_is_integer(ts))
-		return "field \"timestamp\" must be an integer (Unix seconds)";
-	if (!json_is_object(data))
-		return "field \"data\" must be an object";
-	if (json_object_get(doc, "tts_notification_id") != NULL && nid == NULL)
-		return "field \"tts_notification_id\" must be a non-empty string";
-	order_id = webhook_str(data, "order_id");
-	status = webhook_str(data, "order_status");
-	if (json_integer_value(type) == 1 && order_id == NULL)
-		return "field \"data.order_id\" is required for an order status change";
-	t = json_integer_value(ts);
+	if ((bad = whenv_parse(doc, &e)) != NULL)
+		return bad;
 	*why = WEBHOOK_REJ_STALE;
-	if (cfg->webhook.max_age > 0 && (now - t) * 1000 > cfg->webhook.max_age)
+	if (cfg->webhook.max_age > 0 && (now - e.timestamp) * 1000 > cfg->webhook.max_age)
 		return "event older than webhook.max_age";
 	*why = WEBHOOK_REJ_FUTURE;
-	if ((t - now) * 1000 > cfg->webhook.max_skew)
+	if ((e.timestamp - now) * 1000 > cfg->webhook.max_skew)
 		return "event timestamp is in the future";
 	*why = WEBHOOK_REJ_UNKNOWN_SHOP;
-	if ((shop = shops_find(wh->shops, shop_id)) == NULL || strcmp(shop->app_key, app->key) != 0)
+	if ((shop = shops_find(wh->shops, e.shop_id)) == NULL || strcmp(shop->app_key, app->key) != 0)
 		return "unknown shop";
-	snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(type));
-	if (nid == NULL)
-		snprintf(key, sizeof(key), "k:%s:%s:%s:%lld:%s", shop_id, num, order_id ? order_id : "",
-		    (long long)json_integer_value(json_object_get(data, "update_time")),
-		    status ? status : "");
-	ev->params[0] = nid != NULL ? xstrdup(nid) : NULL;
-	ev->params[1] = xstrdup(nid != NULL ? nid : key);
+	snprintf(num, sizeof(num), "%lld", (long long)e.type);
+	whenv_dedupe_key(&e, key, sizeof(key));
+	ev->params[0] = e.nid != NULL ? xstrdup(e.nid) : NULL;
+	ev->params[1] = xstrdup(key);
 	ev->params[2] = xstrdup(shop->id);
-	ev->params[3] = xstrdup(shop_id);
+	ev->params[3] = xstrdup(e.shop_id);
 	ev->params[4] = xstrdup(num);
-	ev->params[5] = order_id != NULL ? xstrdup(order_id) : NULL;
+	ev->params[5] = e.order_id != NULL ? xstrdup(e.order_id) : NULL;
 	ev->params[6] = xstrndup(body, len);
 	return NULL;
 }
@@ -335,9 +304,13 @@ webhook_on_commit(struct pg_batch *b, void *arg)
 		webhook_fail_group(wh, g, "the event could not be stored; retry later");
 	} else {
 		TAILQ_FOREACH(ev, &g->events, entry) {
-			bool fresh = PQntuples(pg_batch_result(b, i++)) == 1;
+			PGresult *r = pg_batch_result(b, i++);
+			bool fresh = PQntuples(r) == 1;
 
 			webhook_count(fresh ? &wh->accepted : &wh->duplicates);
+			if (fresh)
+				proc_submit(wh->w, strtoll(PQgetvalue(r, 0, 0), NULL, 10), ev->params[2],
+				    atoi(ev->params[4]), ev->params[5], 0);
 			httpd_reply(ev->hr, 200, "application/json", fresh ? ok : dup,
 			    fresh ? sizeof(ok) - 1 : sizeof(dup) - 1);
 		}
@@ -354,15 +327,21 @@ webhook_flush(struct webhook *wh)
 	struct webhook_group *g = xcalloc(1, sizeof(*g));
 	struct webhook_event *ev;
 	struct pg_batch *b = pg_batch_new(webhook_on_commit, g);
+	char lease[24];
+	/* The event's own parameters, then the lease owner and its length. */
+	const char *vals[NELEM(((struct webhook_event *)0)->params) + 2];
 
+	snprintf(lease, sizeof(lease), "%lld", (long long)wh->w->cfg->tiktok.lease);
+	vals[NELEM(vals) - 2] = wh->w->set->instance;
+	vals[NELEM(vals) - 1] = lease;
 	g->wh = wh;
 	TAILQ_INIT(&g->events);
 	while (g->n < wh->w->cfg->webhook.max_batch && (ev = TAILQ_FIRST(&wh->pending)) != NULL) {
 		TAILQ_REMOVE(&wh->pending, ev, entry);
 		wh->npending--;
 		TAILQ_INSERT_TAIL(&g->events, ev, entry);
-		pg_batch_add(b, true, "webhook_insert", (int)NELEM(ev->params),
-		    (const char *const *)ev->params);
+		memcpy(vals, ev->params, sizeof(ev->params));
+		pg_batch_add(b, true, "webhook_insert", (int)NELEM(vals), vals);
 		g->n++;
 	}
 	wh->inflight = g;
@@ -398,6 +377,12 @@ void
 webhook_start(struct webhook *wh)
 {
 	shops_start(wh->shops);
+}
+
+struct shops *
+webhook_shops(struct webhook *wh)
+{
+	return wh->shops;
 }
 
 bool

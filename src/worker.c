@@ -13,17 +13,23 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "orderflow/admin.h"
 #include "orderflow/config.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
+#include "orderflow/poll.h"
+#include "orderflow/proc.h"
 #include "orderflow/rds.h"
+#include "orderflow/tt.h"
+#include "orderflow/twheel.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -38,9 +44,16 @@ worker_self(void)
 void
 worker_post(struct worker *w, worker_fn *fn, void *arg)
 {
+	worker_post_owned(w, fn, NULL, arg);
+}
+
+void
+worker_post_owned(struct worker *w, worker_fn *fn, worker_fn *drop, void *arg)
+{
 	struct worker_msg *m = xmalloc(sizeof(*m));
 
 	m->fn = fn;
+	m->drop = drop;
 	m->arg = arg;
 	pthread_mutex_lock(&w->lock);
 	TAILQ_INSERT_TAIL(&w->inbox, m, entry);
@@ -66,6 +79,49 @@ worker_on_wake(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* FNV-1a: stable across runs and cheap for 19-digit ids. */
+struct worker *
+worker_owner(struct worker_set *s, const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	return &s->workers[h % (uint32_t)s->n];
+}
+
+uint64_t
+worker_now_ms(void)
+{
+	return (uint64_t)(util_mono_us() / 1000);
+}
+
+void
+worker_wheel_sync(struct worker *w)
+{
+	uint64_t next = twheel_next_expiry(w->wheel), now;
+	struct timeval tv;
+
+	if (next == UINT64_MAX || (next >= w->wheel_armed && evtimer_pending(w->wheel_ev, NULL)))
+		return;
+	now = worker_now_ms();
+	next = next > now ? next - now : 0;
+	tv.tv_sec = (time_t)(next / 1000);
+	tv.tv_usec = (suseconds_t)(next % 1000) * 1000;
+	w->wheel_armed = now + next;
+	evtimer_add(w->wheel_ev, &tv);
+}
+
+static void
+worker_on_wheel(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	w->wheel_armed = UINT64_MAX;
+	twheel_run(w->wheel, worker_now_ms());
+	worker_wheel_sync(w);
+}
+
 static void
 worker_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -89,6 +145,7 @@ worker_apply_config(struct worker *w, void *arg)
 	httpd_reconfigure(w->httpd, cfg);
 	pg_pool_reconfigure(w->pg, cfg);
 	rds_reconfigure(w->rds, cfg);
+	poll_reconfigure(w->poll, cfg);
 	config_unref(w->cfg);
 	w->cfg = cfg;
 }
@@ -149,11 +206,16 @@ worker_main(void *arg)
 	pg_pool_start(w->pg);
 	rds_start(w->rds);
 	webhook_start(w->webhook);
+	proc_start(w->proc);
+	poll_start(w->poll);
 	event_base_dispatch(w->base);
 	/*
 	 * Fail what still waits on the database and Redis first, so their
 	 * handlers answer while the HTTP connections still exist.
 	 */
+	proc_close(w->proc);
+	poll_close(w->poll);
+	tt_close(w->tt);
 	pg_pool_close(w->pg);
 	webhook_close(w->webhook);
 	rds_close(w->rds);
@@ -229,9 +291,33 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	w->pg = pg_pool_new(w->base, cfg);
 	health_prepare(w->pg);
 	webhook_prepare(w->pg);
+	proc_prepare(w->pg);
+	admin_prepare(w->pg);
+	poll_prepare(w->pg);
+	w->wheel = twheel_new(worker_now_ms());
+	w->wheel_armed = UINT64_MAX;
+	w->wheel_ev = evtimer_new(w->base, worker_on_wheel, w);
 	w->webhook = webhook_new(w);
+	w->tt = tt_new(w);
+	w->proc = proc_new(w);
+	w->poll = poll_new(w);
 	w->rds = rds_new(w->base, cfg);
 	w->httpd = httpd_new(w, fd);
+}
+
+/* Unique per process start, and names the host and pid so stale leases can be told. */
+static void
+worker_instance_name(char *buf, size_t size)
+{
+	char host[64];
+
+	if (gethostname(host, sizeof(host)) != 0)
+		strcpy(host, "unknown");
+	host[sizeof(host) - 1] = '\0';
+	for (char *c = host; *c != '\0'; c++)
+		if (*c == ':')
+			*c = '_';
+	snprintf(buf, size, "%s:%ld:%08x", host, (long)getpid(), util_random());
 }
 
 struct worker_set *
@@ -259,6 +345,7 @@ worker_set_new(struct config *cfg, char **cause)
 	s = xcalloc(1, sizeof(*s));
 	s->n = n;
 	s->start_mono_us = util_mono_us();
+	worker_instance_name(s->instance, sizeof(s->instance));
 	s->workers = xcalloc((size_t)n, sizeof(*s->workers));
 	for (int i = 0; i < n; i++)
 		worker_init(&s->workers[i], s, i, cfg, fds[i]);
@@ -322,14 +409,20 @@ worker_set_free(struct worker_set *s)
 		pthread_join(w->thread, NULL);
 		while ((m = TAILQ_FIRST(&w->inbox)) != NULL) {
 			TAILQ_REMOVE(&w->inbox, m, entry);
-			/* Only config hand-offs carry a payload that needs freeing. */
 			if (m->fn == worker_apply_config)
 				config_unref(m->arg);
+			else if (m->drop != NULL)
+				m->drop(w, m->arg);
 			free(m);
 		}
 		/* Other workers read these until every thread has ended. */
+		poll_free(w->poll);
+		proc_free(w->proc);
+		tt_free(w->tt);
 		pg_pool_free(w->pg);
 		webhook_free(w->webhook);
+		twheel_free(w->wheel);
+		event_free(w->wheel_ev);
 		rds_free(w->rds);
 		event_free(w->wake);
 		event_free(w->tick);

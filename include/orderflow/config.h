@@ -69,6 +69,30 @@ struct config {
 		int64_t	max_batch;	/* events per group-commit transaction */
 		int64_t	shop_refresh;	/* ms between reloads of the shop credentials */
 	} webhook;
+	struct {
+		char	*api_base;	/* https://host[:port] of the Partner API */
+		char	*ca_file;	/* "" = the system's trust store */
+		int64_t	connections;	/* keep-alive connections per worker */
+		int64_t	connect_timeout; /* ms */
+		int64_t	request_timeout; /* ms, connect included */
+		int64_t	detail_batch;	/* order ids per Get Order Detail call */
+		int64_t	retry_attempts;	/* attempts in all, the first included */
+		int64_t	retry_base;	/* ms before the first retry */
+		int64_t	retry_max;	/* ms, cap on any retry delay */
+		int64_t	breaker_threshold; /* failures in breaker_window that open it */
+		int64_t	breaker_window;	/* ms */
+		int64_t	breaker_reset;	/* ms the breaker stays open */
+		int64_t	max_queue;	/* events held in memory per worker */
+		int64_t	lease;		/* ms an event stays claimed by this process */
+		int64_t	claim_interval;	/* ms between sweeps for unclaimed events */
+		int64_t	sync_interval;	/* ms between polls per shop; 0 = no polling */
+		int64_t	sync_margin;	/* ms the poll window reaches back before the cursor */
+		int64_t	sync_lookback;	/* ms a shop's first poll reaches back */
+		int64_t	sync_page_size;	/* orders per Search Orders page */
+	} tiktok;
+	struct {
+		char	*token;		/* bearer token of the admin endpoints; "" = disabled */
+	} admin;
 };
 
 /* Called for each key that changed but needs a restart to take effect. */

@@ -5,7 +5,7 @@
  * have to be at hand without a database round trip.  Each worker keeps the
  * shops table in memory, reloads it every webhook.shop_refresh, and sooner
  * when a webhook names a shop it does not know (at most once a second).
- * Owned by one worker; called by webhook.
+ * Owned by one worker (through its webhook); called by webhook, proc and poll.
  */
 #ifndef ORDERFLOW_SHOPS_H
 #define ORDERFLOW_SHOPS_H
@@ -24,6 +24,9 @@ struct shop {
 	char	*app_key;
 	char	*app_secret;
 	char	*status;	/* active, paused, deauthorized */
+	char	*creator_id;	/* shops.creator_id (uuid) */
+	char	*access_token;	/* "" when none */
+	char	*shop_cipher;	/* "" when none */
 };
 
 /* One app whose secret signs webhooks; several shops may share it. */
@@ -44,6 +47,12 @@ void shops_free(struct shops *s);
 bool shops_loaded(const struct shops *s);
 /* The shop, or NULL (which also asks for an early reload). */
 const struct shop *shops_find(struct shops *s, const char *tiktok_shop_id);
+/* By shops.id (uuid), or NULL; a linear scan (shops per process are few). */
+const struct shop *shops_find_id(const struct shops *s, const char *id);
+size_t shops_count(const struct shops *s);
+const struct shop *shops_at(const struct shops *s, size_t i);
+/* Note a status change made in the database before the next reload sees it. */
+void shops_set_status(struct shops *s, const char *id, const char *status);
 size_t shops_app_count(const struct shops *s);
 const struct shop_app *shops_app(const struct shops *s, size_t i);
 

@@ -38,6 +38,9 @@ void webhook_tiktok(struct httpd_req *hr);
 /* True once this worker can verify webhooks (its shop credentials are loaded); any thread. */
 bool webhook_ready(const struct webhook *wh);
 
+/* This worker's shop credentials (owned by the webhook module). */
+struct shops *webhook_shops(struct webhook *wh);
+
 /* Prometheus lines for every worker's webhook counters. */
 void webhook_metrics(struct evbuffer *out, struct worker_set *s);
 

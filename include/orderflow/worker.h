@@ -24,7 +24,11 @@ struct event;
 struct event_base;
 struct httpd;
 struct pg_pool;
+struct poll;
+struct proc;
 struct rds;
+struct tt;
+struct twheel;
 struct webhook;
 struct worker;
 struct worker_set;
@@ -35,6 +39,7 @@ typedef void worker_fn(struct worker *w, void *arg);
 struct worker_msg {
 	TAILQ_ENTRY(worker_msg) entry;
 	worker_fn	*fn;
+	worker_fn	*drop;		/* frees arg if the message is never run, or NULL */
 	void		*arg;
 };
 
@@ -49,6 +54,12 @@ struct worker {
 	struct pg_pool	*pg;
 	struct rds	*rds;
 	struct webhook	*webhook;	/* TikTok webhook ingestion */
+	struct tt	*tt;		/* TikTok Shop API client and its breaker */
+	struct proc	*proc;		/* processing of stored webhook events */
+	struct poll	*poll;		/* polling reconciliation of this worker's shops */
+	struct twheel	*wheel;		/* retries, backoffs, breaker resets */
+	struct event	*wheel_ev;	/* the one libevent timer that drives the wheel */
+	uint64_t	wheel_armed;	/* ms the wheel_ev is set for, UINT64_MAX if none */
 	struct metrics	metrics;
 	pthread_mutex_t	lock;		/* guards inbox */
 	TAILQ_HEAD(, worker_msg) inbox;
@@ -67,6 +78,7 @@ struct worker_set {
 	int		n;
 	struct worker	*workers;
 	int64_t		start_mono_us;
+	char		instance[128];	/* "host:pid:random": the lease owner of this process */
 };
 
 /* How often a worker ticks; a worker silent for much longer is stuck. */
@@ -86,6 +98,14 @@ bool worker_set_all_exited(struct worker_set *s);
 void worker_set_free(struct worker_set *s);
 
 void worker_post(struct worker *w, worker_fn *fn, void *arg);
+/* The same, with drop(w, arg) run instead of fn if the worker ends first. */
+void worker_post_owned(struct worker *w, worker_fn *fn, worker_fn *drop, void *arg);
+/* The worker that owns key (an order or shop id): the same for the process's life. */
+struct worker *worker_owner(struct worker_set *s, const char *key);
+/* Monotonic milliseconds, the wheel's clock. */
+uint64_t worker_now_ms(void);
+/* Re-arm the wheel's libevent timer after timers were added; cheap. */
+void worker_wheel_sync(struct worker *w);
 /* The worker running on this thread, or NULL on the main thread. */
 struct worker *worker_self(void);
 /* Called by httpd when a request was answered; ends a drain when idle. */

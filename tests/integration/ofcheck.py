@@ -63,7 +63,8 @@ def assert_health_shape(doc, workers, max_depth=1000):
     assert doc["status"] in HEALTH_WORDS, doc["status"]
     assert isinstance(doc["timestamp"], str) and TS_RE.match(doc["timestamp"]), doc["timestamp"]
     checks = doc["checks"]
-    assert set(checks) == {"database", "redis", "workflowEngine", "messageQueue"}, sorted(checks)
+    assert set(checks) == {"database", "redis", "workflowEngine", "messageQueue", "tiktokShop"}, \
+        sorted(checks)
     for name, c in checks.items():
         assert isinstance(c, dict), (name, c)
         assert c["status"] in HEALTH_WORDS, (name, c)
@@ -92,6 +93,12 @@ def assert_health_shape(doc, workers, max_depth=1000):
                                      "max_age_seconds"}, mq
     assert mq["max_depth"] == max_depth, mq
     assert mq["depth"] is None or is_int(mq["depth"]), mq
+
+    tk = checks["tiktokShop"]
+    assert set(tk) == {"status", "breaker", "pausedShops", "paused", "eventsInMemory"}, tk
+    assert tk["breaker"] in ("closed", "open", "half_open"), tk
+    assert is_int(tk["pausedShops"]) and is_int(tk["eventsInMemory"]), tk
+    assert tk["paused"] is None or isinstance(tk["paused"], list), tk
 
     m = doc["metrics"]
     assert set(m) == {"activeOrders", "pendingWorkflows", "queueDepth", "deadLetters",

@@ -683,6 +683,14 @@ class Orderflowd:
                 "reconnect_max": "500ms",
             },
             "health": {},
+            # Nothing listens on port 1: processing fails fast unless a test
+            # points api_base at its fake TikTok server.  No polling unless asked.
+            "tiktok": {
+                "api_base": "https://127.0.0.1:1",
+                "sync_interval": "0",
+                "retry_base": "100ms",
+                "retry_max": "1s",
+            },
         }
         for section, keys in (overrides or {}).items():
             self.conf.setdefault(section, {}).update(keys)

@@ -202,6 +202,22 @@ test_conninfo(void **state)
 }
 
 static void
+test_url(void **state)
+{
+	struct config *cfg;
+
+	expect_error("[tiktok]\napi_base = ftp://x\n",
+	    "t.conf:2: tiktok.api_base: \"ftp://x\" is not an http:// or https:// URL");
+	expect_error("[tiktok]\napi_base = https://\n", "tiktok.api_base: \"https://\" has no host");
+	expect_error("[tiktok]\napi_base = https://h/x?a=1\n", "contains a space, query");
+	expect_error("[tiktok]\nretry_base = 10s\nretry_max = 1s\n",
+	    "t.conf:3: tiktok.retry_max: must not be below tiktok.retry_base");
+	cfg = load_ok("[tiktok]\napi_base = https://127.0.0.1:8443/prefix\n");
+	assert_string_equal(cfg->tiktok.api_base, "https://127.0.0.1:8443/prefix");
+	config_unref(cfg);
+}
+
+static void
 test_syntax_error(void **state)
 {
 	expect_error("[server]\nworkers 2\n", "t.conf:2: syntax error");
@@ -258,11 +274,14 @@ test_keep_restart_keys(void **state)
 {
 	struct config *run = load_ok("[server]\nlisten_port = 1000\n[log]\nlevel = warn\n");
 	struct config *next = load_ok("[server]\nlisten_port = 2000\nmax_body_size = 2k\n"
-	    "[log]\nlevel = debug\n[redis]\nsocket = /x\n");
+	    "[log]\nlevel = debug\n[redis]\nsocket = /x\n[tiktok]\napi_base = http://10.0.0.1\n"
+	    "retry_base = 2s\n");
 	char seen[256] = "";
 
 	config_keep_restart_keys(next, run, record_key, seen);
-	assert_string_equal(seen, "server.listen_port redis.socket ");
+	assert_string_equal(seen, "server.listen_port redis.socket tiktok.api_base ");
+	assert_string_equal(next->tiktok.api_base, "https://open-api.tiktokglobalshop.com");
+	assert_int_equal(next->tiktok.retry_base, 2000);
 	assert_int_equal(next->server.listen_port, 1000);
 	assert_string_equal(next->redis.socket, "");
 	assert_int_equal(next->server.max_body_size, 2048);
@@ -288,6 +307,7 @@ main(void)
 		cmocka_unit_test(test_bad_level),
 		cmocka_unit_test(test_bad_ip),
 		cmocka_unit_test(test_conninfo),
+		cmocka_unit_test(test_url),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_duplicate),
 		cmocka_unit_test(test_long_line),
