@@ -7,6 +7,12 @@
 #
 # Build: build/quickstart.  Config, pid file and server data: run/ (data
 # is kept between runs; ^C stops orderflowd, Redis and PostgreSQL).
+#
+# TikTok Shop itself cannot be reached from here, so the demo shop talks to
+# the fake TikTok Shop server of the tests (tests/faketiktok, real HTTPS and
+# signing, with a test CA in run/tt): webhooks sent with
+# contrib/send-webhook.sh become orders.  For real shops, set tiktok.api_base
+# and tiktok.ca_file to the real API and store each shop's credentials.
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -17,6 +23,10 @@ RUNDIR=$SRCDIR/run
 DATADIR=$RUNDIR/data
 CONF=$RUNDIR/orderflowd.conf
 PIDFILE=$RUNDIR/orderflowd.pid
+FAKE_PIDFILE=$RUNDIR/faketiktok.pid
+FAKE_PID=
+FAKE_PORT=
+ADMIN_TOKEN=
 PORT=${OF_PORT:-8080}
 DAEMON=$BUILDDIR/src/orderflowd
 DAEMON_PID=
@@ -74,6 +84,47 @@ stop_daemon() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+# The fake TikTok server of a killed earlier run: stop it if it is ours.
+stop_leftover_fake() {
+	local pid
+	[[ -r $FAKE_PIDFILE ]] || return 0
+	pid=$(<"$FAKE_PIDFILE")
+	if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null |
+		grep -qxF -- "$RUNDIR/tt/server.pem"; then
+		say "stopping the fake TikTok server left over from an earlier run (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
+	fi
+	rm -f -- "$FAKE_PIDFILE"
+}
+
+# Start tests/faketiktok on a free port with the demo shop's credentials.
+start_fake() {
+	local out=$RUNDIR/faketiktok.out
+	sh "$SRCDIR/tests/faketiktok/mkcerts.sh" "$RUNDIR/tt" || die "cannot make the test certificates"
+	: >"$out"
+	setsid /usr/bin/python3 "$SRCDIR/tests/faketiktok/faketiktok.py" --port 0 \
+		--cert "$RUNDIR/tt/server.pem" --key "$RUNDIR/tt/server.key" \
+		--app-key demo-app-key --app-secret demo-app-secret \
+		--access-token demo-access-token >"$out" 2>"$RUNDIR/faketiktok.log" &
+	FAKE_PID=$!
+	echo "$FAKE_PID" >"$FAKE_PIDFILE"
+	for _ in {1..100}; do
+		FAKE_PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$out")
+		[[ -n $FAKE_PORT ]] && return 0
+		_alive "$FAKE_PID" || break
+		sleep 0.1
+	done
+	die "the fake TikTok Shop server did not start; see $RUNDIR/faketiktok.log"
+}
+
+# One admin token per run directory, kept between runs.
+admin_token() {
+	if [[ ! -s $RUNDIR/admin.token ]]; then
+		(umask 077 && openssl rand -hex 16 >"$RUNDIR/admin.token") || die "cannot make an admin token"
+	fi
+	ADMIN_TOKEN=$(<"$RUNDIR/admin.token")
+}
+
 check_port() {
 	if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1 || PORT > 65535)); then
 		die "OF_PORT: not a port number: $PORT"
@@ -101,6 +152,15 @@ migrations_dir = $SRCDIR/sql
 
 [redis]
 socket = $OF_REDIS_SOCKET
+
+# The fake TikTok Shop server started by quickstart.sh (see its header).
+[tiktok]
+api_base = https://127.0.0.1:$FAKE_PORT
+ca_file = $RUNDIR/tt/ca.pem
+sync_interval = 30s
+
+[admin]
+token = $ADMIN_TOKEN
 EOF
 	mv -- "$tmp" "$CONF"
 }
@@ -112,11 +172,12 @@ INSERT INTO creators (id, email, display_name)
 VALUES (gen_random_uuid(), 'demo@orderflow.test', 'Demo Creator')
 ON CONFLICT DO NOTHING;
 
-INSERT INTO shops (id, creator_id, tiktok_shop_id, shop_name, app_key, app_secret)
+INSERT INTO shops (id, creator_id, tiktok_shop_id, shop_name, app_key, app_secret,
+                   access_token)
 SELECT gen_random_uuid(), c.id, '7495540735365777507', 'Demo Shop',
-       'demo-app-key', 'demo-app-secret'
+       'demo-app-key', 'demo-app-secret', 'demo-access-token'
 FROM creators c WHERE c.email = 'demo@orderflow.test'
-ON CONFLICT DO NOTHING;
+ON CONFLICT (tiktok_shop_id) DO UPDATE SET access_token = EXCLUDED.access_token;
 EOF
 }
 
@@ -132,10 +193,15 @@ orderflowd is starting on $url
   curl $url/readyz
   curl $url/api/health/orders
   curl $url/metrics
+Send a signed demo webhook; the order is fetched from the fake TikTok server:
+  contrib/send-webhook.sh 576653688135258178 AWAITING_SHIPMENT
+  psql ... -c 'SELECT tiktok_order_id, order_status, total_amount FROM orders'
+Dead letters (admin token in $RUNDIR/admin.token):
+  curl -H "Authorization: Bearer \$(cat $RUNDIR/admin.token)" $url/api/admin/dead-letters
 Database (demo creator demo@orderflow.test, shop 7495540735365777507):
   psql $(shquote "$OF_PG_CONNINFO")
 Config: $CONF
-Stop with Ctrl-C: stops orderflowd, Redis and PostgreSQL (data stays in ${OF_PG_SOCKDIR%/pgsock}).
+Stop with Ctrl-C: stops orderflowd, the fake TikTok server, Redis and PostgreSQL (data stays in ${OF_PG_SOCKDIR%/pgsock}).
 
 EOF
 }
@@ -149,6 +215,11 @@ cleanup() {
 		stop_daemon "$DAEMON_PID"
 		wait "$DAEMON_PID" 2>/dev/null || true
 		rm -f -- "$PIDFILE"
+	fi
+	if [[ -n $FAKE_PID ]]; then
+		kill -TERM "$FAKE_PID" 2>/dev/null || true
+		wait "$FAKE_PID" 2>/dev/null || true
+		rm -f -- "$FAKE_PIDFILE"
 	fi
 	of_redis_stop "$DATADIR" || true
 	of_pg_stop "$DATADIR" || true
@@ -166,6 +237,7 @@ main() {
 	build
 	mkdir -p -- "$RUNDIR"
 	stop_leftover_daemon
+	stop_leftover_fake
 	check_port
 
 	trap cleanup EXIT
@@ -174,6 +246,8 @@ main() {
 	trap 'on_signal 129' HUP
 	of_pg_start "$DATADIR"
 	of_redis_start "$DATADIR"
+	start_fake
+	admin_token
 	write_config
 	"$DAEMON" -c "$CONF" --migrate || die "orderflowd --migrate failed"
 	seed_demo_data || die "could not create the demo creator and shop"
