@@ -19,6 +19,14 @@
  * Whatever must not run on the caller's stack (callbacks for requests
  * refused at once, starting connections, freeing dead ones) goes through
  * one event, c->later, made active with event_active.
+ *
+ * Host names are resolved here, not by the bufferevent: one lookup at a
+ * time, its address kept for HTC_ADDR_TTL_US and dropped when a connect
+ * to it fails; connections then connect to the numeric address.  A lookup
+ * owned by a bufferevent_openssl cannot be cancelled and pins the
+ * bufferevent (and its SSL) until it ends; ours can be given up in
+ * htc_free, which leaves the resolver to be freed by the lookup's own
+ * (deferred) callback, since freeing it first would be a use after free.
  */
 #include "config.h"
 
@@ -39,6 +47,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "orderflow/htc.h"
@@ -54,6 +64,8 @@
  */
 #define HTC_IDLE_MAX_US (45 * 1000000LL)
 #define HTC_MAX_CONNECTIONS 256
+/* How long a resolved address is used before the name is looked up again. */
+#define HTC_ADDR_TTL_US (60 * 1000000LL)
 
 enum htc_conn_state {
 	HTC_CONN_CONNECTING,	/* c->busy; first request sent, TCP/TLS not known to be up */
@@ -77,6 +89,7 @@ struct htc_conn {
 	enum evhttp_request_error last_error;	/* from the error callback */
 	bool		has_error;	/* last_error is set for req */
 	bool		up;		/* TCP and TLS handshake finished */
+	char		addr[64];	/* numeric address it connects to */
 	bool		closed;		/* libevent closed the socket */
 	int64_t		idle_since;	/* mono us, while idle */
 	unsigned	served;		/* responses read */
@@ -103,9 +116,21 @@ struct htc_req {
 
 TAILQ_HEAD(htc_req_list, htc_req);
 
+/* One name lookup in progress; outlives the client when htc_free gives up on it. */
+struct htc_lookup {
+	struct htc	*c;		/* NULL once htc_free gave up on it */
+	struct evdns_base *dns;		/* the resolver, freed after an orphaned lookup */
+	struct event_base *base;
+};
+
 struct htc {
 	struct event_base *base;
 	struct evdns_base *dns;		/* NULL when the host is an IP literal */
+	struct htc_lookup *lookup;	/* name lookup in progress, or NULL */
+	struct evdns_getaddrinfo_request *lookup_req;	/* its handle, for cancelling */
+	char		addr[64];	/* numeric address to connect to, "" when none */
+	int64_t		addr_expires;	/* mono us; 0 = never (IP literal) */
+	char		*resolve_error;	/* last lookup failed: fails queued requests once */
 	SSL_CTX		*ssl_ctx;	/* NULL for http:// */
 	char		*host;		/* without [] for IPv6 */
 	int		port;
@@ -217,6 +242,7 @@ htc_req_fail_later(struct htc_req *req, enum htc_error error, const char *fmt, .
 	req->error = error;
 	req->error_text = xvasprintf(fmt, ap);
 	va_end(ap);
+	evtimer_del(req->deadline);
 	TAILQ_INSERT_TAIL(&req->c->done, req, entry);
 	htc_schedule(req->c);
 }
@@ -295,6 +321,88 @@ htc_req_new(struct htc *c, const char *method, const char *path_and_query,
 		req->body_len = body_len;
 	}
 	return req;
+}
+
+/* ---- names ---- */
+
+static void
+htc_dns_free_later(evutil_socket_t fd, short what, void *arg)
+{
+	evdns_base_free(arg, 0);
+}
+
+/* The lookup ended (maybe inside evdns_getaddrinfo): keep its first address, or why it failed. */
+static void
+htc_on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct htc_lookup *l = arg;
+	struct htc *c = l->c;
+
+	if (c == NULL) {
+		/* Orphaned by htc_free: free the resolver once evdns is off the stack. */
+		struct timeval now = { 0, 0 };
+
+		event_base_once(l->base, -1, EV_TIMEOUT, htc_dns_free_later, l->dns, &now);
+	} else {
+		c->lookup = NULL;
+		c->lookup_req = NULL;
+		if (result == 0 && res != NULL &&
+		    getnameinfo(res->ai_addr, (socklen_t)res->ai_addrlen, c->addr, sizeof(c->addr),
+		    NULL, 0, NI_NUMERICHOST) == 0) {
+			c->addr_expires = util_mono_us() + HTC_ADDR_TTL_US;
+			log_debug("http resolve", "origin=%s addr=%s", c->origin, c->addr);
+		} else {
+			c->addr[0] = '\0';
+			free(c->resolve_error);
+			c->resolve_error = xasprintf("cannot resolve %s: %s", c->host,
+			    result != 0 ? evutil_gai_strerror(result) : "no address");
+			log_debug("http resolve", "origin=%s error=%s", c->origin,
+			    log_quote(c->resolve_error));
+		}
+		htc_schedule(c);
+	}
+	if (res != NULL)
+		evutil_freeaddrinfo(res);
+	free(l);
+}
+
+/* Start looking the host up unless a lookup is under way. */
+static void
+htc_resolve(struct htc *c)
+{
+	struct evutil_addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_protocol = IPPROTO_TCP,
+		.ai_flags = EVUTIL_AI_ADDRCONFIG,
+	};
+	struct evdns_getaddrinfo_request *req;
+	struct htc_lookup *l;
+
+	if (c->lookup != NULL)
+		return;
+	l = xcalloc(1, sizeof(*l));
+	*l = (struct htc_lookup){ .c = c, .dns = c->dns, .base = c->base };
+	c->lookup = l;
+	/* NULL when it already ended and called back (hosts file, errors). */
+	req = evdns_getaddrinfo(c->dns, c->host, NULL, &hints, htc_on_resolved, l);
+	if (c->lookup != NULL)
+		c->lookup_req = req;
+}
+
+/* Whether new connections have an address to go to. */
+static bool
+htc_addr_ready(struct htc *c)
+{
+	return c->addr[0] != '\0' && (c->addr_expires == 0 || util_mono_us() < c->addr_expires);
+}
+
+/* A connect to conn's address failed: look the name up again before the next one. */
+static void
+htc_addr_failed(struct htc_conn *conn)
+{
+	struct htc *c = conn->c;
+
+	if (c->dns != NULL && strcmp(conn->addr, c->addr) == 0)
+		c->addr[0] = '\0';
 }
 
 /* ---- connections ---- */
@@ -392,13 +500,8 @@ static void
 htc_conn_connect_error(struct htc_conn *conn, char *buf, size_t size)
 {
 	struct htc *c = conn->c;
-	int dns = bufferevent_socket_get_dns_error(conn->bev);
 	unsigned long e;
 
-	if (dns != 0) {
-		snprintf(buf, size, "cannot resolve %s: %s", c->host, evutil_gai_strerror(dns));
-		return;
-	}
 	if (conn->ssl != NULL) {
 		long v = SSL_get_verify_result(conn->ssl);
 
@@ -463,10 +566,12 @@ htc_conn_failed(struct htc_conn *conn, struct htc_req *req)
 	enum htc_error error = HTC_ECONNECT;
 	char text[400];
 
-	if (htc_conn_is_up(conn))
+	if (htc_conn_is_up(conn)) {
 		error = htc_conn_io_error(conn, text, sizeof(text));
-	else
+	} else {
 		htc_conn_connect_error(conn, text, sizeof(text));
+		htc_addr_failed(conn);
+	}
 	htc_conn_kill(conn, text);
 	htc_req_fail(req, error, "%s", text);
 }
@@ -565,6 +670,7 @@ htc_conn_on_connect_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	htc_conn_kill(conn, "connect timeout");
+	htc_addr_failed(conn);
 	if (req != NULL) {
 		req->conn = NULL;
 		htc_req_fail(req, HTC_ETIMEOUT, "connect timeout: no %s connection to %s within %lld ms",
@@ -620,7 +726,8 @@ htc_conn_open(struct htc *c)
 		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	} else if ((bev = bufferevent_socket_new(c->base, -1, opts)) == NULL)
 		return NULL;
-	evcon = evhttp_connection_base_bufferevent_new(c->base, c->dns, bev, c->host,
+	/* A numeric address: libevent resolves it at once, without the resolver. */
+	evcon = evhttp_connection_base_bufferevent_new(c->base, NULL, bev, c->addr,
 	    (unsigned short)c->port);
 	if (evcon == NULL) {
 		bufferevent_free(bev);
@@ -632,6 +739,7 @@ htc_conn_open(struct htc *c)
 	conn->evcon = evcon;
 	conn->bev = bev;
 	conn->ssl = ssl;
+	snprintf(conn->addr, sizeof(conn->addr), "%s", c->addr);
 	/* A connection lives once: libevent must not reconnect it behind our back. */
 	evhttp_connection_set_retries(evcon, 0);
 	/* Our own timers come first; this only bounds what they might miss. */
@@ -646,7 +754,8 @@ htc_conn_open(struct htc *c)
 	c->nbusy++;
 	htc_count(&c->stats.connects);
 	htc_publish(c);
-	log_debug("http connection", "origin=%s conn=%u to=connecting", c->origin, conn->id);
+	log_debug("http connection", "origin=%s conn=%u to=connecting addr=%s", c->origin, conn->id,
+	    conn->addr);
 	return conn;
 }
 
@@ -717,46 +826,68 @@ htc_capacity(const struct htc *c)
 	return c->max_conns - c->nbusy;
 }
 
-/* An idle connection, or a new one while under the limit; NULL when none. */
-static struct htc_conn *
-htc_conn_get(struct htc *c, bool *failed)
+enum htc_get {
+	HTC_GET_CONN,	/* a connection to send on */
+	HTC_GET_WAIT,	/* none free: wait for one, or for the name lookup */
+	HTC_GET_FAIL,	/* no new connection possible; *why says why */
+};
+
+/* An idle connection, or a new one while under the limit. */
+static enum htc_get
+htc_conn_get(struct htc *c, struct htc_conn **connp, const char **why)
 {
 	struct htc_conn *conn;
 	int64_t now = util_mono_us();
 
-	*failed = false;
 	while ((conn = TAILQ_LAST(&c->idle, htc_conn_list)) != NULL &&
 	    now - conn->idle_since > HTC_IDLE_MAX_US)
 		htc_conn_kill(conn, "idle too long");
-	if ((conn = TAILQ_FIRST(&c->idle)) != NULL)
-		return conn;
+	if ((*connp = TAILQ_FIRST(&c->idle)) != NULL)
+		return HTC_GET_CONN;
 	if (c->nbusy + c->nidle >= c->max_conns)
-		return NULL;
-	if ((conn = htc_conn_open(c)) == NULL)
-		*failed = true;
-	return conn;
+		return HTC_GET_WAIT;
+	if (!htc_addr_ready(c) && c->resolve_error == NULL)
+		htc_resolve(c);		/* may end at once: hosts file, errors */
+	if (!htc_addr_ready(c)) {
+		if (c->resolve_error == NULL)
+			return HTC_GET_WAIT;
+		*why = c->resolve_error;
+		return HTC_GET_FAIL;
+	}
+	if ((*connp = htc_conn_open(c)) == NULL) {
+		*why = "cannot create a connection (out of resources)";
+		return HTC_GET_FAIL;
+	}
+	return HTC_GET_CONN;
 }
 
-/* Give waiting requests to connections, oldest first. */
+/*
+ * Give waiting requests to connections, oldest first.  Requests that
+ * cannot get one are answered on the next turn, so a caller that sends
+ * again from its callback cannot spin here.
+ */
 static void
 htc_pump(struct htc *c)
 {
 	struct htc_req *req;
 	struct htc_conn *conn;
-	bool failed;
+	const char *why;
+	enum htc_get got;
 
 	while (!c->closed && (req = TAILQ_FIRST(&c->queue)) != NULL) {
-		conn = htc_conn_get(c, &failed);
-		if (conn == NULL && !failed)
+		if ((got = htc_conn_get(c, &conn, &why)) == HTC_GET_WAIT)
 			break;
 		TAILQ_REMOVE(&c->queue, req, entry);
 		c->nqueue--;
 		htc_publish(c);
-		if (conn == NULL)
-			htc_req_fail(req, HTC_ECONNECT, "cannot create a connection to %s", c->origin);
+		if (got == HTC_GET_FAIL)
+			htc_req_fail_later(req, HTC_ECONNECT, "%s", why);
 		else
 			htc_conn_send(conn, req);
 	}
+	/* A failed lookup answers the requests waiting for it once; the next ones look up again. */
+	free(c->resolve_error);
+	c->resolve_error = NULL;
 }
 
 static void
@@ -790,13 +921,19 @@ htc_req_on_deadline(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&c->queue, req, entry);
 		c->nqueue--;
 		htc_publish(c);
-		htc_req_fail(req, HTC_ETIMEOUT, "timeout: no free connection to %s within %lld ms",
-		    c->origin, (long long)c->timeout_ms);
+		if (c->lookup != NULL)
+			htc_req_fail(req, HTC_ETIMEOUT, "connect timeout: %s not resolved within %lld ms",
+			    c->host, (long long)c->timeout_ms);
+		else
+			htc_req_fail(req, HTC_ETIMEOUT, "timeout: no free connection to %s within %lld ms",
+			    c->origin, (long long)c->timeout_ms);
 		return;
 	}
 	up = htc_conn_is_up(conn);
 	req->conn = NULL;
 	htc_conn_kill(conn, up ? "read timeout" : "connect timeout");
+	if (!up)
+		htc_addr_failed(conn);
 	if (up)
 		htc_req_fail(req, HTC_ETIMEOUT, "read timeout: no complete answer from %s within %lld ms",
 		    c->origin, (long long)c->timeout_ms);
@@ -878,9 +1015,14 @@ htc_free(struct htc *c)
 	while ((conn = TAILQ_FIRST(&c->dead)) != NULL)
 		htc_conn_free(conn);
 	event_free(c->later);
-	/* Fail (not drop) lookups still pending, so libevent releases what waits on them. */
-	if (c->dns != NULL)
-		evdns_base_free(c->dns, 1);
+	if (c->lookup != NULL) {
+		/* Its callback comes on a later turn and frees the resolver then. */
+		c->lookup->c = NULL;
+		evdns_getaddrinfo_cancel(c->lookup_req);
+	} else if (c->dns != NULL) {
+		evdns_base_free(c->dns, 0);
+	}
+	free(c->resolve_error);
 	SSL_CTX_free(c->ssl_ctx);
 	free(c->host);
 	free(c->origin);
@@ -974,6 +1116,8 @@ htc_parse_url(struct htc *c, const char *url, bool *tls, char **cause)
 	else
 		c->host = xstrdup(host);
 	c->host_is_ip = util_is_ip_literal(c->host);
+	if (c->host_is_ip)
+		snprintf(c->addr, sizeof(c->addr), "%s", c->host);
 	port = evhttp_uri_get_port(u);
 	c->port = port > 0 ? port : *tls ? 443 : 80;
 	if (port > 0)

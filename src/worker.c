@@ -220,6 +220,9 @@ worker_main(void *arg)
 	webhook_close(w->webhook);
 	rds_close(w->rds);
 	httpd_free(w->httpd);
+	/* htc frees a resolver that still had a lookup out a loop turn or two later. */
+	for (int i = 0; i < 3; i++)
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
 	w->httpd = NULL;
 	atomic_store(&w->exited, true);
 	return NULL;

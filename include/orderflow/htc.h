@@ -15,7 +15,12 @@
  * ca_file when set, else the system's default paths.  TLS 1.2 minimum.
  *
  * Host names are resolved with an evdns_base (nonblocking) created only
- * when the host is not an IP literal.
+ * when the host is not an IP literal: one lookup at a time, its address
+ * reused for new connections for 60 s and dropped when a connect to it
+ * fails.  A failed lookup fails the requests waiting for a new connection
+ * (HTC_ECONNECT).  When htc_free runs during a lookup, the resolver is
+ * freed by the owner's loop a turn or two later (or leaks if it never
+ * runs again).
  *
  * Every request has a deadline (timeout_ms, connect and queue wait
  * included): the callback then gets HTC_ETIMEOUT.  Bodies over
