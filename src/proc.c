@@ -43,6 +43,8 @@
 /* Wait before trying a full HTTPS queue again, and the first claim sweep. */
 #define PROC_SHORT_WAIT_MS 100
 #define PROC_FIRST_CLAIM_MS 500
+/* Most orders one merged write carries. */
+#define APPLY_MERGE_MAX 500
 /* Database failures of an apply: capped backoff, given up at half the lease. */
 #define PROC_APPLY_BASE_MS 200
 #define PROC_APPLY_MAX_MS 5000
@@ -81,6 +83,8 @@ struct proc_batch {
 	int		apply_tries;
 	int64_t		first_apply_us;
 	enum proc_state	state;
+	bool		queued;		/* on the apply queue */
+	TAILQ_ENTRY(proc_batch) apply_entry;
 	struct twheel_timer timer;
 	void		(*resume)(struct proc_batch *);
 };
@@ -90,7 +94,9 @@ struct proc {
 	void		*shops;		/* tsearch tree of struct proc_shop */
 	TAILQ_HEAD(, proc_shop) ready;	/* shops with queued jobs */
 	LIST_HEAD(, proc_batch) batches;
+	TAILQ_HEAD(, proc_batch) apply_queue;	/* fetched, waiting to be written */
 	int		inflight;	/* detail calls out */
+	int		applying;	/* writes out */
 	struct event	*kick;		/* dispatch at the end of this loop turn */
 	struct twheel_timer claim_timer;	/* worker 0 only */
 	bool		claiming;
@@ -280,6 +286,8 @@ proc_batch_free(struct proc_batch *b)
 {
 	twheel_cancel(&b->timer);
 	LIST_REMOVE(b, entry);
+	if (b->queued)
+		TAILQ_REMOVE(&b->p->apply_queue, b, apply_entry);
 	proc_jobs_free(b->p, &b->jobs);
 	json_decref(b->ids);
 	json_decref(b->records);
@@ -598,27 +606,96 @@ proc_sort(struct proc_batch *b, json_t *data)
 }
 
 static void proc_on_applied(const char *error, const struct apply_result *r, void *arg);
+static void proc_applied(struct proc_batch *b, const char *error, const struct apply_result *r);
+static void proc_apply_pump(struct proc *p);
 
+/* Queue fetched snapshots for writing; the pump bounds how many writes run. */
 static void
 proc_apply(struct proc_batch *b)
 {
 	struct proc *p = b->p;
-	char *ids;
-	bool sent;
 
 	if (b->njobs == 0) {
 		proc_batch_free(b);
 		return;
 	}
-	if (b->first_apply_us == 0)
-		b->first_apply_us = util_mono_us();
-	ids = proc_ids_literal(&b->jobs);
-	sent = apply_submit(p->w->pg, b->shop_id, b->records, ids, proc_on_applied, b);
-	free(ids);
-	if (sent)
-		b->state = PROC_APPLY;
-	else
-		proc_on_applied("database unavailable", NULL, b);
+	b->state = PROC_WAIT;
+	b->queued = true;
+	TAILQ_INSERT_TAIL(&p->apply_queue, b, apply_entry);
+	proc_apply_pump(p);
+}
+
+/* The snapshot of the same order already in b wins if it is at least as new. */
+static void
+proc_merge_record(json_t *records, json_t *index, json_t *rec)
+{
+	const char *id = json_string_value(json_object_get(rec, "tiktok_order_id"));
+	json_t *at = json_object_get(index, id);
+	json_int_t t = json_integer_value(json_object_get(rec, "update_time"));
+
+	if (at == NULL) {
+		json_object_set_new(index, id, json_integer((json_int_t)json_array_size(records)));
+		json_array_append(records, rec);
+	} else if (t > json_integer_value(json_object_get(json_array_get(records,
+	    (size_t)json_integer_value(at)), "update_time"))) {
+		json_array_set(records, (size_t)json_integer_value(at), rec);
+	}
+}
+
+/*
+ * Fold the waiting batches of b's shop into b, up to APPLY_MERGE_MAX
+ * orders: one bigger transaction is cheaper than several small ones, and
+ * the statement needs each order once.
+ */
+static void
+proc_merge(struct proc *p, struct proc_batch *b)
+{
+	struct proc_batch *o, *next;
+	json_t *index = json_object(), *rec;
+	size_t i;
+
+	json_array_foreach(b->records, i, rec)
+		json_object_set_new(index, json_string_value(json_object_get(rec, "tiktok_order_id")),
+		    json_integer((json_int_t)i));
+	for (o = TAILQ_FIRST(&p->apply_queue); o != NULL; o = next) {
+		next = TAILQ_NEXT(o, apply_entry);
+		if (strcmp(o->shop_id, b->shop_id) != 0 || json_array_size(b->records) +
+		    json_array_size(o->records) > APPLY_MERGE_MAX)
+			continue;
+		json_array_foreach(o->records, i, rec)
+			proc_merge_record(b->records, index, rec);
+		TAILQ_CONCAT(&b->jobs, &o->jobs, entry);
+		b->njobs += o->njobs;
+		o->njobs = 0;
+		proc_batch_free(o);
+	}
+	json_decref(index);
+}
+
+/* Writes in flight stay under half the pool, so webhooks always find a connection. */
+static void
+proc_apply_pump(struct proc *p)
+{
+	int cap = (int)p->w->cfg->postgres.pool_size / 2;
+	struct proc_batch *b;
+	char *ids;
+
+	while (!p->closing && p->applying < (cap > 0 ? cap : 1) &&
+	    (b = TAILQ_FIRST(&p->apply_queue)) != NULL) {
+		TAILQ_REMOVE(&p->apply_queue, b, apply_entry);
+		b->queued = false;
+		proc_merge(p, b);
+		if (b->first_apply_us == 0)
+			b->first_apply_us = util_mono_us();
+		ids = proc_ids_literal(&b->jobs);
+		if (apply_submit(p->w->pg, b->shop_id, b->records, ids, proc_on_applied, b)) {
+			b->state = PROC_APPLY;
+			p->applying++;
+		} else {
+			proc_applied(b, "database unavailable", NULL);
+		}
+		free(ids);
+	}
 }
 
 /*
@@ -626,9 +703,8 @@ proc_apply(struct proc_batch *b)
  * try again, until half the lease is gone; then let the sweep have them.
  */
 static void
-proc_on_applied(const char *error, const struct apply_result *r, void *arg)
+proc_applied(struct proc_batch *b, const char *error, const struct apply_result *r)
 {
-	struct proc_batch *b = arg;
 	struct proc *p = b->p;
 	int64_t delay;
 
@@ -657,6 +733,17 @@ proc_on_applied(const char *error, const struct apply_result *r, void *arg)
 	    b->njobs, (long long)(delay < PROC_APPLY_MAX_MS ? delay : PROC_APPLY_MAX_MS),
 	    log_quote(error));
 	proc_later(b, delay < PROC_APPLY_MAX_MS ? delay : PROC_APPLY_MAX_MS, proc_apply);
+}
+
+static void
+proc_on_applied(const char *error, const struct apply_result *r, void *arg)
+{
+	struct proc_batch *b = arg;
+	struct proc *p = b->p;
+
+	p->applying--;
+	proc_applied(b, error, r);
+	proc_apply_pump(p);
 }
 
 static void
@@ -928,6 +1015,7 @@ proc_new(struct worker *w)
 
 	p->w = w;
 	TAILQ_INIT(&p->ready);
+	TAILQ_INIT(&p->apply_queue);
 	LIST_INIT(&p->batches);
 	p->kick = event_new(w->base, -1, 0, proc_on_kick, p);
 	twheel_timer_init(&p->claim_timer, proc_on_claim_timer);
