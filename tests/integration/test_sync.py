@@ -385,6 +385,10 @@ def test_kill9_mid_load_then_restart_loses_and_doubles_nothing(make_daemon, fake
     assert sql(d, "SELECT count(*) FROM (SELECT order_id, sku_id FROM order_items "
                   "GROUP BY 1, 2 HAVING count(*) > 1) x") == [(0,)]
     assert "freeing the leases of a dead process" in d.log_text()
+    # The sweep hands events to their owner workers across threads: the
+    # gauge of events held must come back to zero, not drift.
+    ofharness.wait_for(lambda: metric_value(metrics(d), "orderflow_events_in_memory") == 0,
+                       10, 0.1, "no event held in memory")
 
 
 def test_two_daemons_never_hold_the_same_event(make_daemon, session_pg, fake, certs):
