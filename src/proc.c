@@ -97,6 +97,7 @@ struct proc {
 	TAILQ_HEAD(, proc_shop) ready;	/* shops with queued jobs */
 	LIST_HEAD(, proc_batch) batches;
 	TAILQ_HEAD(, proc_batch) apply_queue;	/* fetched, waiting to be written */
+	size_t		waiting_orders;	/* orders in apply_queue */
 	int		inflight;	/* detail calls out */
 	int		applying;	/* writes out */
 	struct event	*kick;		/* dispatch at the end of this loop turn */
@@ -288,8 +289,10 @@ proc_batch_free(struct proc_batch *b)
 {
 	twheel_cancel(&b->timer);
 	LIST_REMOVE(b, entry);
-	if (b->queued)
+	if (b->queued) {
 		TAILQ_REMOVE(&b->p->apply_queue, b, apply_entry);
+		b->p->waiting_orders -= json_array_size(b->records);
+	}
 	proc_jobs_free(b->p, &b->jobs);
 	json_decref(b->ids);
 	json_decref(b->records);
@@ -409,8 +412,12 @@ proc_dispatch(struct proc *p)
 {
 	struct proc_shop *sh;
 
+	/*
+	 * Fetched orders wait for the database in memory: when a full write is
+	 * already waiting, fetching more would only grow memory, not speed.
+	 */
 	while (!p->closing && p->inflight < p->w->cfg->tiktok.connections &&
-	    (sh = TAILQ_FIRST(&p->ready)) != NULL) {
+	    p->waiting_orders < APPLY_MERGE_MAX && (sh = TAILQ_FIRST(&p->ready)) != NULL) {
 		struct proc_batch *b;
 
 		TAILQ_REMOVE(&p->ready, sh, ready_entry);
@@ -624,6 +631,7 @@ proc_apply(struct proc_batch *b)
 	b->state = PROC_WAIT;
 	b->queued = true;
 	TAILQ_INSERT_TAIL(&p->apply_queue, b, apply_entry);
+	p->waiting_orders += json_array_size(b->records);
 	proc_apply_pump(p);
 }
 
@@ -691,6 +699,7 @@ proc_apply_pump(struct proc *p)
 	    (b = TAILQ_FIRST(&p->apply_queue)) != NULL) {
 		TAILQ_REMOVE(&p->apply_queue, b, apply_entry);
 		b->queued = false;
+		p->waiting_orders -= json_array_size(b->records);
 		proc_merge(p, b);
 		if (b->first_apply_us == 0)
 			b->first_apply_us = util_mono_us();
@@ -751,6 +760,7 @@ proc_on_applied(const char *error, const struct apply_result *r, void *arg)
 	p->applying--;
 	proc_applied(b, error, r);
 	proc_apply_pump(p);
+	proc_kick(p);	/* the fetches held back by a full apply queue */
 }
 
 static void
