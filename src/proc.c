@@ -102,6 +102,7 @@ struct proc {
 	int		applying;	/* writes out */
 	struct event	*kick;		/* dispatch at the end of this loop turn */
 	struct twheel_timer claim_timer;	/* worker 0 only */
+	int		claim_limit;	/* rows the sweep in flight asked for */
 	bool		claiming;
 	bool		reaped;		/* dead processes' leases were freed */
 	bool		closing;
@@ -914,7 +915,7 @@ proc_on_claim(struct pg_batch *b, void *arg)
 		log_info("claimed stored events", "count=%d", n);
 	proc_count(&p->claimed, (unsigned long long)n);
 	/* A full page means more are waiting: sweep again at once. */
-	proc_claim_again(p, n == PROC_CLAIM_MAX ? 0 : p->w->cfg->tiktok.claim_interval);
+	proc_claim_again(p, n == p->claim_limit ? 0 : p->w->cfg->tiktok.claim_interval);
 }
 
 static void
@@ -927,12 +928,13 @@ proc_claim_run(struct proc *p)
 
 	if (p->claiming || p->closing)
 		return;
-	if (room < PROC_CLAIM_MAX) {
+	if (room <= 0) {
 		proc_claim_again(p, cfg->tiktok.claim_interval);
 		return;
 	}
+	p->claim_limit = room < PROC_CLAIM_MAX ? (int)room : PROC_CLAIM_MAX;
 	snprintf(lease, sizeof(lease), "%lld", (long long)cfg->tiktok.lease);
-	snprintf(limit, sizeof(limit), "%d", PROC_CLAIM_MAX);
+	snprintf(limit, sizeof(limit), "%d", p->claim_limit);
 	b = pg_batch_new(proc_on_claim, p);
 	pg_batch_add(b, true, "proc_claim", 3, (const char *[]){ p->w->set->instance, lease, limit });
 	if (pg_submit(p->w->pg, b) == PG_OK)
@@ -1101,6 +1103,12 @@ proc_in_memory(struct worker_set *s)
 	for (int i = 0; i < s->n; i++)
 		n += atomic_load(&s->workers[i].proc->in_memory);
 	return n;
+}
+
+bool
+proc_has_room(struct worker *w)
+{
+	return proc_in_memory(w->set) < (long long)w->cfg->tiktok.max_queue * w->set->n;
 }
 
 void

@@ -63,6 +63,7 @@ struct webhook_group {
 	struct webhook	*wh;
 	struct webhook_event_list events;
 	int		n;
+	bool		leased;	/* handed to the workers after the commit */
 };
 
 struct webhook {
@@ -308,7 +309,7 @@ webhook_on_commit(struct pg_batch *b, void *arg)
 			bool fresh = PQntuples(r) == 1;
 
 			webhook_count(fresh ? &wh->accepted : &wh->duplicates);
-			if (fresh)
+			if (fresh && g->leased)
 				proc_submit(wh->w, strtoll(PQgetvalue(r, 0, 0), NULL, 10), ev->params[2],
 				    atoi(ev->params[4]), ev->params[5], 0);
 			httpd_reply(ev->hr, 200, "application/json", fresh ? ok : dup,
@@ -331,9 +332,15 @@ webhook_flush(struct webhook *wh)
 	/* The event's own parameters, then the lease owner and its length. */
 	const char *vals[NELEM(((struct webhook_event *)0)->params) + 2];
 
+	/*
+	 * While the workers hold their fill (TikTok down, a spike), new events
+	 * go to the inbox unleased: the claim sweep takes them when there is
+	 * room, and none needs a second statement to be given back.
+	 */
+	g->leased = proc_has_room(wh->w);
 	snprintf(lease, sizeof(lease), "%lld", (long long)wh->w->cfg->tiktok.lease);
-	vals[NELEM(vals) - 2] = wh->w->set->instance;
-	vals[NELEM(vals) - 1] = lease;
+	vals[NELEM(vals) - 2] = g->leased ? wh->w->set->instance : NULL;
+	vals[NELEM(vals) - 1] = g->leased ? lease : NULL;
 	g->wh = wh;
 	TAILQ_INIT(&g->events);
 	while (g->n < wh->w->cfg->webhook.max_batch && (ev = TAILQ_FIRST(&wh->pending)) != NULL) {

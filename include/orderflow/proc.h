@@ -59,6 +59,11 @@ void proc_wake_claim(struct worker_set *s);
 
 /* Events held in memory over all workers. */
 long long proc_in_memory(struct worker_set *s);
+/*
+ * Whether the workers take more events now (under tiktok.max_queue each);
+ * when not, new events are stored unleased and left for the claim sweep.
+ */
+bool proc_has_room(struct worker *w);
 void proc_metrics(struct evbuffer *out, struct worker_set *s);
 
 #endif

@@ -225,6 +225,28 @@ def test_breaker_opens_when_tiktok_is_down_and_closes_after(make_daemon, fake, c
     assert sql(d, "SELECT count(*) FROM webhook_events WHERE dead_at IS NOT NULL") == [(0,)]
 
 
+def test_full_workers_leave_new_events_to_the_sweep(make_daemon, fake, certs):
+    """TikTok down: once the workers hold tiktok.max_queue events, new ones are
+    stored unleased (no statement per event to give it back), and the sweep
+    processes them all when TikTok returns."""
+    fake.fault(path="/order/202309/orders", http_status=500, count=-1)
+    d = synced(make_daemon, fake, certs, workers=1,
+               tiktok={"max_queue": "100", "breaker_threshold": "3", "breaker_reset": "1s",
+                       "retry_attempts": "20", "claim_interval": "300ms"})
+    acked, stop = [], threading.Event()
+    _blast(d, "71", 250, acked, stop)
+    assert len(acked) == 250
+    held = metric_value(metrics(d), "orderflow_events_in_memory")
+    assert 100 <= held <= 110, held
+    unleased = sql(d, "SELECT count(*) FROM webhook_events WHERE lease_owner IS NULL")[0][0]
+    assert unleased >= 140, unleased
+    assert metric_value(metrics(d), "orderflow_events_released_total") == 0
+    fake.reset()
+    wait_sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NULL", 0, timeout=60)
+    assert sql(d, "SELECT count(*), count(DISTINCT tiktok_order_id) FROM orders") == [(250, 250)]
+    assert metric_value(metrics(d), "orderflow_events_claimed_total") >= 140
+
+
 def test_exhausted_retries_dead_letter_listed_and_replayed(make_daemon, fake, certs):
     fake.seed({"id": "5007", "update_time": int(time.time())})
     fake.fault(path="/order/202309/orders", http_status=503, count=-1)
