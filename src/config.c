@@ -106,6 +106,14 @@ static const struct config_key config_keys[] = {
 	{ "tiktok", "sync_lookback", CONFIG_DURATION, "24h", SEC(1), SEC(15 * 86400), OFF(tiktok.sync_lookback), 0 },
 	{ "tiktok", "sync_page_size", CONFIG_INT, "50", 1, 100, OFF(tiktok.sync_page_size), 0 },
 	{ "admin", "token", CONFIG_STRING, "", 0, 0, OFF(admin.token), 0 },
+	{ "auth", "jwt_secret", CONFIG_STRING, "", 0, 0, OFF(auth.jwt_secret), 0 },
+	{ "auth", "jwt_audience", CONFIG_STRING, "", 0, 0, OFF(auth.jwt_audience), 0 },
+	{ "auth", "jwt_leeway", CONFIG_DURATION, "30s", 0, SEC(300), OFF(auth.jwt_leeway), 0 },
+	{ "auth", "api_key_ttl", CONFIG_DURATION, "10s", 0, SEC(3600), OFF(auth.api_key_ttl), 0 },
+	{ "ratelimit", "rate", CONFIG_INT, "50", 0, 1000000, OFF(ratelimit.rate), 0 },
+	{ "ratelimit", "burst", CONFIG_INT, "100", 1, 10000000, OFF(ratelimit.burst), 0 },
+	{ "api", "order_cache_ttl", CONFIG_DURATION, "30s", 0, SEC(86400), OFF(api.order_cache_ttl), 0 },
+	{ "api", "max_bulk", CONFIG_INT, "10000", 1, 10000, OFF(api.max_bulk), 0 },
 };
 
 /* State of one parse: the config being filled and the first error. */

@@ -93,6 +93,20 @@ struct config {
 	struct {
 		char	*token;		/* bearer token of the admin endpoints; "" = disabled */
 	} admin;
+	struct {
+		char	*jwt_secret;	/* HS256 key of dashboard tokens; "" = JWT refused */
+		char	*jwt_audience;	/* required "aud"; "" = not checked */
+		int64_t	jwt_leeway;	/* ms of clock skew allowed on exp and nbf */
+		int64_t	api_key_ttl;	/* ms a verified API key is remembered */
+	} auth;
+	struct {
+		int64_t	rate;		/* requests per second per creator or key; 0 = off */
+		int64_t	burst;		/* bucket size */
+	} ratelimit;
+	struct {
+		int64_t	order_cache_ttl; /* ms an order's JSON stays in Redis; 0 = no cache */
+		int64_t	max_bulk;	/* order ids per bulk status call */
+	} api;
 };
 
 /* Called for each key that changed but needs a restart to take effect. */
