@@ -123,6 +123,11 @@ admin_token() {
 		(umask 077 && openssl rand -hex 16 >"$RUNDIR/admin.token") || die "cannot make an admin token"
 	fi
 	ADMIN_TOKEN=$(<"$RUNDIR/admin.token")
+	# The dashboard API's JWT secret (contrib/make-token.sh signs with it).
+	if [[ ! -s $RUNDIR/jwt.secret ]]; then
+		(umask 077 && openssl rand -hex 32 >"$RUNDIR/jwt.secret") || die "cannot make a JWT secret"
+	fi
+	JWT_SECRET=$(<"$RUNDIR/jwt.secret")
 }
 
 check_port() {
@@ -161,6 +166,11 @@ sync_interval = 30s
 
 [admin]
 token = $ADMIN_TOKEN
+
+# Dashboard API tokens: contrib/make-token.sh CREATOR_ID mints one.
+[auth]
+jwt_secret = $JWT_SECRET
+jwt_audience = authenticated
 EOF
 	mv -- "$tmp" "$CONF"
 }
@@ -198,6 +208,9 @@ Send a signed demo webhook; the order is fetched from the fake TikTok server:
   psql ... -c 'SELECT tiktok_order_id, order_status, total_amount FROM orders'
 Dead letters (admin token in $RUNDIR/admin.token):
   curl -H "Authorization: Bearer \$(cat $RUNDIR/admin.token)" $url/api/admin/dead-letters
+Dashboard API as the demo creator (token by contrib/make-token.sh):
+  creator=\$(psql $(shquote "$OF_PG_CONNINFO") -Atc "SELECT id FROM creators WHERE email = 'demo@orderflow.test'")
+  curl -H "Authorization: Bearer \$(contrib/make-token.sh \$creator)" '$url/api/orders?limit=10'
 Database (demo creator demo@orderflow.test, shop 7495540735365777507):
   psql $(shquote "$OF_PG_CONNINFO")
 Config: $CONF

@@ -408,7 +408,8 @@ static const char apply_sql[] =
     "  count(*) FILTER (WHERE up.id IS NULL AND"
     "  p.tiktok_update_time <= to_timestamp(s.update_time)),"
     "  (SELECT count(*) FROM ev), (SELECT count(*) FROM it), (SELECT count(*) FROM hi),"
-    "  (SELECT count(*) FROM au)"
+    "  (SELECT count(*) FROM au),"
+    "  (SELECT string_agg(u.user_id || ' ' || u.id || ' ' || u.tiktok_order_id, E'\\n') FROM up u)"
     " FROM src s LEFT JOIN up USING (tiktok_order_id) LEFT JOIN prev p USING (tiktok_order_id)";
 
 void
@@ -426,7 +427,7 @@ static void
 apply_on_done(struct pg_batch *b, void *arg)
 {
 	struct apply_call *c = arg;
-	struct apply_result r = { 0, 0, 0 };
+	struct apply_result r = { 0, 0, 0, NULL };
 	PGresult *res = pg_batch_result(b, 0);
 	const char *error = pg_batch_error(b);
 
@@ -436,6 +437,8 @@ apply_on_done(struct pg_batch *b, void *arg)
 		r.applied = atoi(PQgetvalue(res, 0, 0));
 		r.stale = atoi(PQgetvalue(res, 0, 1));
 		r.unchanged = atoi(PQgetvalue(res, 0, 2));
+		if (PQnfields(res) >= 8 && !PQgetisnull(res, 0, 7))
+			r.changed = PQgetvalue(res, 0, 7);
 	}
 	c->cb(error, &r, c->arg);
 	free(c);

@@ -23,6 +23,7 @@
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
+#include "orderflow/ratelimit.h"
 #include "orderflow/rds.h"
 #include "orderflow/tt.h"
 #include "orderflow/webhook.h"
@@ -423,6 +424,7 @@ health_metrics(struct httpd_req *hr)
 	proc_metrics(out, hr->w->set);
 	poll_metrics(out, hr->w->set);
 	tt_metrics(out, hr->w->set);
+	ratelimit_metrics(out);
 	len = evbuffer_get_length(out);
 	text = xmalloc(len);
 	evbuffer_remove(out, text, len);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "orderflow/admin.h"
+#include "orderflow/api.h"
 #include "orderflow/config.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
@@ -47,6 +48,10 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/admin/dead-letters", HTTPD_GET, admin_dead_letters },
 	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
 	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },
+	{ "/api/orders", HTTPD_GET, api_orders_list },
+	{ "/api/orders/{id}", HTTPD_GET, api_order_get },
+	{ "/api/orders/{id}/status", HTTPD_POST, api_order_status },
+	{ "/api/orders/{id}/workflow", HTTPD_POST, api_order_workflow },
 };
 
 struct httpd {

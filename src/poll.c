@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "orderflow/api.h"
 #include "orderflow/apply.h"
 #include "orderflow/config.h"
 #include "orderflow/log.h"
@@ -141,6 +142,7 @@ poll_on_applied(const char *error, const struct apply_result *r, void *arg)
 	poll_count(&pl->applied, (unsigned long long)r->applied);
 	poll_count(&pl->stale, (unsigned long long)r->stale);
 	poll_count(&pl->unchanged, (unsigned long long)r->unchanged);
+	api_cache_forget_list(pl->w, r->changed);
 	if (pl->closing)
 		poll_run_end(run, false, run->cursor, "shutting down");
 	else if (run->page_token == NULL)
@@ -197,7 +199,7 @@ poll_on_page(const struct tt_result *r, void *arg)
 	    ++run->pages < POLL_MAX_PAGES ? xstrdup(token) : NULL;
 	recs = poll_records(pl, json_object_get(r->data, "orders"));
 	if (json_array_size(recs) == 0)
-		poll_on_applied(NULL, &(struct apply_result){ 0, 0, 0 }, run);
+		poll_on_applied(NULL, &(struct apply_result){ 0, 0, 0, NULL }, run);
 	else if (!apply_submit(pl->w->pg, run->shop_id, recs, "{}", poll_on_applied, run))
 		poll_run_end(run, false, run->cursor, "database unavailable");
 	json_decref(recs);

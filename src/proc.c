@@ -23,6 +23,7 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
+#include "orderflow/api.h"
 #include "orderflow/apply.h"
 #include "orderflow/backoff.h"
 #include "orderflow/config.h"
@@ -734,6 +735,7 @@ proc_applied(struct proc_batch *b, const char *error, const struct apply_result 
 		proc_count(&p->applied, (unsigned long long)r->applied);
 		proc_count(&p->stale, (unsigned long long)r->stale);
 		proc_count(&p->unchanged, (unsigned long long)r->unchanged);
+		api_cache_forget_list(p->w, r->changed);
 		proc_batch_free(b);
 		return;
 	}

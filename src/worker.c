@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "orderflow/admin.h"
+#include "orderflow/api.h"
+#include "orderflow/auth.h"
 #include "orderflow/config.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
@@ -27,6 +29,7 @@
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
+#include "orderflow/ratelimit.h"
 #include "orderflow/rds.h"
 #include "orderflow/tt.h"
 #include "orderflow/twheel.h"
@@ -145,6 +148,7 @@ worker_apply_config(struct worker *w, void *arg)
 	httpd_reconfigure(w->httpd, cfg);
 	pg_pool_reconfigure(w->pg, cfg);
 	rds_reconfigure(w->rds, cfg);
+	ratelimit_reconfigure(w->ratelimit, cfg);
 	poll_reconfigure(w->poll, cfg);
 	config_unref(w->cfg);
 	w->cfg = cfg;
@@ -297,6 +301,8 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	proc_prepare(w->pg);
 	admin_prepare(w->pg);
 	poll_prepare(w->pg);
+	auth_prepare(w->pg);
+	api_prepare(w->pg);
 	w->wheel = twheel_new(worker_now_ms());
 	w->wheel_armed = UINT64_MAX;
 	w->wheel_ev = evtimer_new(w->base, worker_on_wheel, w);
@@ -305,6 +311,8 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	w->proc = proc_new(w);
 	w->poll = poll_new(w);
 	w->rds = rds_new(w->base, cfg);
+	w->auth = auth_new(w);
+	w->ratelimit = ratelimit_new(w->base, w->rds, cfg);
 	w->httpd = httpd_new(w, fd);
 }
 
@@ -423,6 +431,8 @@ worker_set_free(struct worker_set *s)
 		proc_free(w->proc);
 		tt_free(w->tt);
 		pg_pool_free(w->pg);
+		auth_free(w->auth);
+		ratelimit_free(w->ratelimit);
 		webhook_free(w->webhook);
 		twheel_free(w->wheel);
 		event_free(w->wheel_ev);

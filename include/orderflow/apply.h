@@ -43,6 +43,8 @@ struct apply_result {
 	int	applied;	/* orders inserted or changed */
 	int	stale;		/* snapshots older than the stored order: audit only */
 	int	unchanged;	/* same update_time as stored */
+	/* "creator uuid tiktok_id" lines of the orders changed, or NULL; valid during the callback */
+	const char *changed;
 };
 
 typedef void apply_cb(const char *error, const struct apply_result *r, void *arg);

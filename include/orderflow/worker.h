@@ -27,6 +27,8 @@ struct pg_pool;
 struct poll;
 struct proc;
 struct rds;
+struct auth;
+struct ratelimit;
 struct tt;
 struct twheel;
 struct webhook;
@@ -57,6 +59,8 @@ struct worker {
 	struct tt	*tt;		/* TikTok Shop API client and its breaker */
 	struct proc	*proc;		/* processing of stored webhook events */
 	struct poll	*poll;		/* polling reconciliation of this worker's shops */
+	struct auth	*auth;		/* who calls the dashboard API */
+	struct ratelimit *ratelimit;	/* the dashboard API's token buckets */
 	struct twheel	*wheel;		/* retries, backoffs, breaker resets */
 	struct event	*wheel_ev;	/* the one libevent timer that drives the wheel */
 	uint64_t	wheel_armed;	/* ms the wheel_ev is set for, UINT64_MAX if none */

@@ -1,0 +1,1207 @@
+/*
+ * api: GET /api/orders and GET /api/orders/{id}.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "orderflow/api.h"
+#include "orderflow/auth.h"
+#include "orderflow/config.h"
+#include "orderflow/httpd.h"
+#include "orderflow/log.h"
+#include "orderflow/pg.h"
+#include "orderflow/ratelimit.h"
+#include "orderflow/rds.h"
+#include "orderflow/util.h"
+#include "orderflow/worker.h"
+
+static const char *const api_order_statuses[] = {
+	"pending", "confirmed", "processing", "shipped", "delivered", "cancelled", "returned", NULL
+};
+static const char *const api_workflow_statuses[] = {
+	"new", "validated", "inventory_reserved", "ready_to_ship", "shipped", "completed",
+	"failed", NULL
+};
+
+/* Sort columns: the name clients send and the cursor's encoding of a value. */
+enum api_sort { API_SORT_ORDER_DATE, API_SORT_UPDATED_AT, API_SORT_TOTAL };
+static const char *const api_sort_names[] = { "order_date", "updated_at", "total_amount", NULL };
+
+/* A list request, parsed and validated. */
+struct api_list {
+	long long	page, limit;
+	unsigned	status, wf_status;	/* bit i: names[i] asked for */
+	bool		has_from, has_to;
+	long long	from_us, to_us;	/* to is exclusive */
+	char		search[API_SEARCH_MAX * 4 + 1];
+	enum api_sort	sort;
+	bool		asc;
+	bool		has_cursor;
+	char		cursor_val[48];	/* microseconds or a decimal amount */
+	char		cursor_id[37];
+};
+
+struct api_call;
+typedef void api_run(struct api_call *c);
+struct api_status;
+
+/* A request in progress: who asked, and what. */
+struct api_call {
+	struct httpd_req *hr;
+	api_run		*run;		/* what to do once authenticated */
+	char		creator[37];
+	struct api_list	list;
+	struct api_status *st;		/* POST .../status */
+	bool		by_uuid;
+	bool		cache_fill;	/* GET found no copy and no tombstone: store one */
+};
+
+static void api_prepare_status(struct pg_pool *pg);
+static void api_prepare_workflow(struct pg_pool *pg);
+static bool api_order_id(struct httpd_req *hr, bool *by_uuid);
+
+/* ---- authentication, rate limit ---------------------------------------- */
+
+static void
+api_on_limit(const struct rl_result *r, void *arg)
+{
+	struct api_call *c = arg;
+
+	if (!r->allowed) {
+		ratelimit_reply_429(c->hr, r);
+		free(c);
+		return;
+	}
+	ratelimit_headers(c->hr, r);
+	c->run(c);
+}
+
+static void
+api_on_auth(struct httpd_req *hr, const struct auth_result *a, void *arg)
+{
+	struct api_call *c = arg;
+	char subject[64];
+
+	if (hr == NULL || !a->ok) {	/* auth answered the request */
+		free(c);
+		return;
+	}
+	snprintf(c->creator, sizeof(c->creator), "%s", a->creator_id);
+	snprintf(subject, sizeof(subject), "%c:%s", a->kind == AUTH_KIND_JWT ? 'c' : 'k', a->subject);
+	if (!ratelimit_check(hr->w->ratelimit, subject, api_on_limit, c)) {
+		httpd_error(hr, 500, "internal", "cannot rate-limit this caller");
+		free(c);
+	}
+}
+
+/* Authenticate, rate-limit, then run; the call is freed by whoever answers. */
+static void
+api_begin(struct httpd_req *hr, struct api_call *c, api_run *run)
+{
+	c->hr = hr;
+	c->run = run;
+	auth_request(hr->w->auth, hr, api_on_auth, c);
+}
+
+/* ---- query parameters --------------------------------------------------- */
+
+static bool
+api_uuid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+	if (strlen(s) != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; shape[i] != '\0'; i++)
+		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+static int
+api_index(const char *const *names, const char *v)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], v) == 0)
+			return i;
+	return -1;
+}
+
+/* A whole number in 1..max, or -1. */
+static long long
+api_number(const char *s, long long max)
+{
+	char *end;
+	long long v;
+
+	if (s[0] < '0' || s[0] > '9' || strlen(s) > 12)
+		return -1;
+	v = strtoll(s, &end, 10);
+	return *end != '\0' || v < 1 || v > max ? -1 : v;
+}
+
+/* Add the comma-separated values of v, each one of names, to *mask. */
+static bool
+api_enum_list(const char *v, const char *const *names, unsigned *mask)
+{
+	char buf[256], *save = NULL, *tok;
+	bool any = false;
+
+	if (v[0] == '\0' || strlen(v) >= sizeof(buf) || v[0] == ',' || v[strlen(v) - 1] == ',' ||
+	    strstr(v, ",,") != NULL)
+		return false;
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		int i = api_index(names, tok);
+
+		if (i < 0)
+			return false;
+		*mask |= 1u << i;
+		any = true;
+	}
+	return any;
+}
+
+/* "{a,b}": the array literal of the names in mask; "" when none. */
+static void
+api_enum_literal(unsigned mask, const char *const *names, char *out, size_t size)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (int i = 0; names[i] != NULL && mask != 0; i++)
+		if (mask & (1u << i))
+			len += (size_t)snprintf(out + len, size - len, "%s%s", len == 0 ? "{" : ",",
+			    names[i]);
+	if (len > 0)
+		snprintf(out + len, size - len, "}");
+}
+
+/* Well-formed UTF-8 without control characters. */
+static bool
+api_text_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+
+		if (k == 0 || i + k > n || (k == 1 && (c < 0x20 || c == 0x7f)))
+			return false;
+		for (size_t j = 1; j < k; j++)
+			if (((unsigned char)s[i + j] >> 6) != 2)
+				return false;
+		i += k;
+	}
+	return true;
+}
+
+static bool
+api_digits(const char *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/*
+ * ISO 8601: YYYY-MM-DD, or YYYY-MM-DDTHH:MM[:SS[.ffffff]] followed by Z or
+ * +HH:MM / -HH:MM.  *us is microseconds since the epoch; *date_only says
+ * whether a whole day was named.
+ */
+static bool
+api_iso8601(const char *s, long long *us, bool *date_only)
+{
+	struct tm tm = { 0 };
+	long long frac = 0, off = 0;
+	int fd = 0;
+	size_t n = strlen(s);
+	const char *p;
+
+	if (n < 10 || !api_digits(s, 4) || s[4] != '-' || !api_digits(s + 5, 2) || s[7] != '-' ||
+	    !api_digits(s + 8, 2))
+		return false;
+	tm.tm_year = atoi(s) - 1900;
+	tm.tm_mon = atoi(s + 5) - 1;
+	tm.tm_mday = atoi(s + 8);
+	*date_only = n == 10;
+	p = s + 10;
+	if (!*date_only) {
+		if ((*p != 'T' && *p != 't' && *p != ' ') || !api_digits(p + 1, 2) || p[3] != ':' ||
+		    !api_digits(p + 4, 2))
+			return false;
+		tm.tm_hour = atoi(p + 1);
+		tm.tm_min = atoi(p + 4);
+		p += 6;
+		if (*p == ':') {
+			if (!api_digits(p + 1, 2))
+				return false;
+			tm.tm_sec = atoi(p + 1);
+			p += 3;
+			if (*p == '.') {
+				for (p++; *p >= '0' && *p <= '9'; p++, fd++)
+					if (fd < 6)
+						frac = frac * 10 + (*p - '0');
+				if (fd == 0 || fd > 9)
+					return false;
+				for (int i = fd; i < 6; i++)
+					frac *= 10;
+			}
+		}
+		if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+			off = 0;
+		} else if ((*p == '+' || *p == '-') && api_digits(p + 1, 2) && p[3] == ':' &&
+		    api_digits(p + 4, 2) && p[6] == '\0') {
+			off = (atoi(p + 1) * 60 + atoi(p + 4)) * 60LL * (*p == '+' ? 1 : -1);
+			if (atoi(p + 1) > 23 || atoi(p + 4) > 59)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	if (tm.tm_year < 70 || tm.tm_year > 1100 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 59) {
+		return false;
+	} else {
+		int mday = tm.tm_mday;
+		time_t t = timegm(&tm);	/* normalizes 2024-02-31 into March... */
+
+		if (tm.tm_mday != mday)	/* ...which is refused instead */
+			return false;
+		*us = ((long long)t - off) * 1000000LL + frac;
+	}
+	return true;
+}
+
+/* The cursor: "<sort><a|d>_<value>_<uuid>"; it must match the request's sort. */
+static bool
+api_cursor(const char *v, struct api_list *l)
+{
+	const char *dot1 = strchr(v, '_'), *dot2 = dot1 ? strchr(dot1 + 1, '_') : NULL;
+	size_t vlen;
+
+	if (dot1 == NULL || dot2 == NULL || dot1 - v != 2 || v[0] != "out"[l->sort] ||
+	    v[1] != (l->asc ? 'a' : 'd') || !api_uuid(dot2 + 1))
+		return false;
+	vlen = (size_t)(dot2 - dot1 - 1);
+	if (vlen == 0 || vlen >= sizeof(l->cursor_val))
+		return false;
+	memcpy(l->cursor_val, dot1 + 1, vlen);
+	l->cursor_val[vlen] = '\0';
+	for (size_t i = 0; i < vlen; i++) {
+		char ch = l->cursor_val[i];
+
+		if (!((ch >= '0' && ch <= '9') || (ch == '-' && i == 0) ||
+		    (ch == '.' && l->sort == API_SORT_TOTAL)))
+			return false;
+	}
+	snprintf(l->cursor_id, sizeof(l->cursor_id), "%s", dot2 + 1);
+	return true;
+}
+
+/* One parameter into l; NULL or the message of a 400. */
+static const char *
+api_list_param(struct api_list *l, const char *k, const char *v, const char **cursor)
+{
+	bool day;
+
+	if (strcmp(k, "page") == 0)
+		return (l->page = api_number(v, API_PAGE_MAX)) < 0 ? "must be an integer in 1..100000" : NULL;
+	if (strcmp(k, "limit") == 0)
+		return (l->limit = api_number(v, API_LIMIT_MAX)) < 0 ? "must be an integer in 1..200" : NULL;
+	if (strcmp(k, "status") == 0)
+		return api_enum_list(v, api_order_statuses, &l->status) ? NULL :
+		    "must be order statuses: pending, confirmed, processing, shipped, delivered, cancelled, returned";
+	if (strcmp(k, "workflow_status") == 0)
+		return api_enum_list(v, api_workflow_statuses, &l->wf_status) ? NULL :
+		    "must be workflow statuses: new, validated, inventory_reserved, ready_to_ship, shipped, completed, failed";
+	if (strcmp(k, "date_from") == 0) {
+		l->has_from = api_iso8601(v, &l->from_us, &day);
+		return l->has_from ? NULL : "must be an ISO 8601 date or date-time";
+	}
+	if (strcmp(k, "date_to") == 0) {
+		l->has_to = api_iso8601(v, &l->to_us, &day);
+		/* inclusive: the whole day, or the instant itself */
+		l->to_us += day ? 86400000000LL : 1;
+		return l->has_to ? NULL : "must be an ISO 8601 date or date-time";
+	}
+	if (strcmp(k, "search") == 0) {
+		size_t n = strlen(v);
+
+		if (n == 0 || n > API_SEARCH_MAX || !api_text_ok(v, n))
+			return "must be 1..100 characters of UTF-8";
+		snprintf(l->search, sizeof(l->search), "%s", v);
+		return NULL;
+	}
+	if (strcmp(k, "sort_by") == 0) {
+		int i = api_index(api_sort_names, v);
+
+		l->sort = i < 0 ? l->sort : (enum api_sort)i;
+		return i < 0 ? "must be order_date, updated_at or total_amount" : NULL;
+	}
+	if (strcmp(k, "sort_order") == 0) {
+		if (strcmp(v, "asc") != 0 && strcmp(v, "desc") != 0)
+			return "must be asc or desc";
+		l->asc = strcmp(v, "asc") == 0;
+		return NULL;
+	}
+	if (strcmp(k, "cursor") == 0) {
+		*cursor = v;
+		return NULL;
+	}
+	return "is not a parameter of this endpoint";
+}
+
+/* Parse the query of a list request; false when it was answered 400. */
+static bool
+api_list_parse(struct httpd_req *hr, struct api_list *l)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
+	const char *cursor = NULL, *bad = NULL, *key = "";
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+	bool page_given = false;
+
+	memset(l, 0, sizeof(*l));
+	l->page = 1;
+	l->limit = 50;
+	TAILQ_INIT(&kv);
+	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0)) {
+		httpd_error(hr, 400, "invalid_query", "the query string cannot be parsed");
+		return false;
+	}
+	TAILQ_FOREACH(e, &kv, next) {
+		page_given |= strcmp(e->key, "page") == 0;
+		if ((bad = api_list_param(l, e->key, e->value, &cursor)) != NULL) {
+			key = e->key;
+			break;
+		}
+	}
+	if (bad == NULL && cursor != NULL) {
+		key = "cursor";
+		bad = page_given ? "cannot be combined with page" :
+		    !api_cursor(cursor, l) ? "is not a cursor of this sort order" : NULL;
+		l->has_cursor = bad == NULL;
+	}
+	if (bad == NULL && l->has_from && l->has_to && l->from_us >= l->to_us) {
+		key = "date_to";
+		bad = "must not be before date_from";
+	}
+	if (bad != NULL)
+		httpd_error(hr, 400, "invalid_parameter", "parameter \"%.40s\" %s", key, bad);
+	evhttp_clear_headers(&kv);
+	return bad == NULL;
+}
+
+/* ---- GET /api/orders ---------------------------------------------------- */
+
+/* A statement being built: its text and its parameters (copied by pg_batch_add). */
+struct api_sql {
+	struct evbuffer	*text;
+	const char	*params[12];
+	char		store[12][48];
+	int		n;
+};
+
+/* "$k" for a new parameter holding v (kept in q when short). */
+static int
+api_param(struct api_sql *q, const char *v)
+{
+	if (strlen(v) < sizeof(q->store[0])) {
+		snprintf(q->store[q->n], sizeof(q->store[0]), "%s", v);
+		v = q->store[q->n];
+	}
+	q->params[q->n++] = v;
+	return q->n;
+}
+
+static const char *const api_sort_cols[] = { "o.order_date", "o.updated_at", "o.total_amount" };
+
+/* The cursor's value of a row's sort column, as SQL text. */
+static const char *
+api_sort_key(enum api_sort s)
+{
+	return s == API_SORT_TOTAL ? "o.total_amount::text" : s == API_SORT_ORDER_DATE ?
+	    "(extract(epoch FROM o.order_date) * 1000000)::bigint::text" :
+	    "(extract(epoch FROM o.updated_at) * 1000000)::bigint::text";
+}
+
+/* WHERE of the filtered set (the cursor only when with_cursor). */
+static void
+api_where(struct api_sql *q, struct api_call *c, bool with_cursor)
+{
+	const struct api_list *l = &c->list;
+	char lit[200], num[24];
+
+	evbuffer_add_printf(q->text, " FROM orders o WHERE o.user_id = $%d::uuid",
+	    api_param(q, c->creator));
+	if (l->status) {
+		api_enum_literal(l->status, api_order_statuses, lit, sizeof(lit));
+		evbuffer_add_printf(q->text, " AND o.order_status = ANY ($%d::order_status[])",
+		    api_param(q, lit));
+	}
+	if (l->wf_status) {
+		api_enum_literal(l->wf_status, api_workflow_statuses, lit, sizeof(lit));
+		evbuffer_add_printf(q->text, " AND o.workflow_status = ANY ($%d::workflow_status[])",
+		    api_param(q, lit));
+	}
+	if (l->has_from) {
+		snprintf(num, sizeof(num), "%lld", l->from_us);
+		evbuffer_add_printf(q->text, " AND o.order_date >= 'epoch'::timestamptz +"
+		    " $%d::bigint * interval '1 microsecond'", api_param(q, num));
+	}
+	if (l->has_to) {
+		snprintf(num, sizeof(num), "%lld", l->to_us);
+		evbuffer_add_printf(q->text, " AND o.order_date < 'epoch'::timestamptz +"
+		    " $%d::bigint * interval '1 microsecond'", api_param(q, num));
+	}
+	if (l->search[0] != '\0') {
+		/* Prefix ranges the text_pattern_ops indexes can scan. */
+		int k = api_param(q, l->search);
+
+		evbuffer_add_printf(q->text, " AND (");
+		for (int i = 0; i < 4; i++) {
+			static const char *const cols[] = { "order_number", "tiktok_order_id",
+				"customer_name", "customer_email" };
+
+			evbuffer_add_printf(q->text, "%s(lower(o.%s) ~>=~ lower($%d) AND lower(o.%s) ~<~"
+			    " (lower($%d) || chr(1114111)))", i ? " OR " : "", cols[i], k, cols[i], k);
+		}
+		evbuffer_add_printf(q->text, ")");
+	}
+	if (with_cursor && l->has_cursor) {
+		int v = api_param(q, l->cursor_val), id = api_param(q, l->cursor_id);
+		char val[96];
+
+		if (l->sort == API_SORT_TOTAL)
+			snprintf(val, sizeof(val), "$%d::numeric", v);
+		else
+			snprintf(val, sizeof(val),
+			    "'epoch'::timestamptz + $%d::bigint * interval '1 microsecond'", v);
+		evbuffer_add_printf(q->text, " AND (%s, o.id) %s (%s, $%d::uuid)",
+		    api_sort_cols[l->sort], l->asc ? ">" : "<", val, id);
+	}
+}
+
+/* Add the page statement and the summary statement of c to b. */
+static void
+api_list_statements(struct pg_batch *b, struct api_call *c)
+{
+	const struct api_list *l = &c->list;
+	struct api_sql q = { .n = 0 };
+	const char *dir = l->asc ? "ASC" : "DESC";
+	char num[24];
+
+	q.text = evbuffer_new();
+	evbuffer_add_printf(q.text, "SELECT coalesce(json_agg(p.j ORDER BY p.rn), '[]')::text,"
+	    " count(*), (array_agg(p.k ORDER BY p.rn DESC))[1], (array_agg(p.id ORDER BY p.rn DESC))[1]"
+	    " FROM (SELECT to_jsonb(o) AS j, %s AS k, o.id::text AS id, row_number() OVER () AS rn"
+	    " FROM (SELECT o.*", api_sort_key(l->sort));
+	api_where(&q, c, true);
+	snprintf(num, sizeof(num), "%lld", l->limit);
+	evbuffer_add_printf(q.text, " ORDER BY %s %s, o.id %s LIMIT $%d::integer",
+	    api_sort_cols[l->sort], dir, dir, api_param(&q, num));
+	if (!l->has_cursor && l->page > 1) {
+		snprintf(num, sizeof(num), "%lld", (l->page - 1) * l->limit);
+		evbuffer_add_printf(q.text, " OFFSET $%d::bigint", api_param(&q, num));
+	}
+	evbuffer_add_printf(q.text, ") o) p");
+	evbuffer_add(q.text, "", 1);
+	pg_batch_add(b, false, (const char *)evbuffer_pullup(q.text, -1), q.n, q.params);
+	evbuffer_free(q.text);
+
+	/* The summary is over the whole filtered set, whatever the page. */
+	q.n = 0;
+	q.text = evbuffer_new();
+	evbuffer_add_printf(q.text, "SELECT coalesce(sum(g.n), 0)::bigint, coalesce(sum(g.s), 0)::text,"
+	    " json_object_agg(st, coalesce(g.n, 0) ORDER BY st)::text"
+	    " FROM unnest(enum_range(NULL::order_status)) st LEFT JOIN (SELECT o.order_status,"
+	    " count(*) AS n, sum(o.total_amount) AS s");
+	api_where(&q, c, false);
+	evbuffer_add_printf(q.text, " GROUP BY o.order_status) g ON g.order_status = st");
+	evbuffer_add(q.text, "", 1);
+	pg_batch_add(b, false, (const char *)evbuffer_pullup(q.text, -1), q.n, q.params);
+	evbuffer_free(q.text);
+}
+
+static void
+api_on_list(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	const struct api_list *l = &c->list;
+	PGresult *page = pg_batch_result(b, 0), *sum = pg_batch_result(b, 1);
+	struct evbuffer *out;
+	long long total, rows;
+
+	if (pg_batch_error(b) != NULL || page == NULL || sum == NULL || PQntuples(page) != 1 ||
+	    PQntuples(sum) != 1) {
+		log_warn("order list failed", "error=%s", log_quote(pg_batch_error(b)));
+		httpd_unavailable(c->hr, 1, "the orders cannot be read now");
+		free(c);
+		return;
+	}
+	rows = strtoll(PQgetvalue(page, 0, 1), NULL, 10);
+	total = strtoll(PQgetvalue(sum, 0, 0), NULL, 10);
+	out = evbuffer_new();
+	evbuffer_add_printf(out, "{\"orders\":%s,\"pagination\":{\"page\":%lld,\"limit\":%lld,"
+	    "\"total\":%lld,\"total_pages\":%lld},\"summary\":{\"total_orders\":%lld,"
+	    "\"total_amount\":%s,\"status_breakdown\":%s},\"next_cursor\":",
+	    PQgetvalue(page, 0, 0), l->has_cursor ? 0 : l->page, l->limit, total,
+	    (total + l->limit - 1) / l->limit, total, PQgetvalue(sum, 0, 1), PQgetvalue(sum, 0, 2));
+	if (rows == l->limit && !PQgetisnull(page, 0, 2))
+		evbuffer_add_printf(out, "\"%c%c_%s_%s\"}", "out"[l->sort], l->asc ? 'a' : 'd',
+		    PQgetvalue(page, 0, 2), PQgetvalue(page, 0, 3));
+	else
+		evbuffer_add_printf(out, "null}");
+	httpd_reply(c->hr, 200, "application/json", (const char *)evbuffer_pullup(out, -1),
+	    evbuffer_get_length(out));
+	evbuffer_free(out);
+	free(c);
+}
+
+static void
+api_list_run(struct api_call *c)
+{
+	struct pg_batch *b = pg_batch_new(api_on_list, c);
+
+	api_list_statements(b, c);
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		free(c);
+	}
+}
+
+void
+api_orders_list(struct httpd_req *hr)
+{
+	struct api_call *c = xcalloc(1, sizeof(*c));
+
+	if (!api_list_parse(hr, &c->list)) {
+		free(c);
+		return;
+	}
+	api_begin(hr, c, api_list_run);
+}
+
+/* ---- the order cache (Redis) ------------------------------------------- */
+
+/*
+ * "of:order:<creator>:<id as asked>".  A change writes a tombstone over
+ * both keys of the order (its UUID and TikTok id) instead of deleting them,
+ * and a reader stores its copy only with NX and only if it saw no key at
+ * all: a reader that read the database before the change can then never
+ * put its stale copy back after it.
+ */
+#define API_TOMBSTONE "-"
+
+static void
+api_cache_key(char *key, size_t size, const char *creator, const char *id)
+{
+	snprintf(key, size, "of:order:%s:%s", creator, id);
+}
+
+static void
+api_on_cache_write(struct redisReply *reply, void *arg)
+{
+	(void)reply;
+	(void)arg;
+}
+
+/* Mark both keys of an order changed (called after the change committed). */
+void
+api_cache_forget(struct worker *w, const char *creator, const char *uuid, const char *tiktok_id)
+{
+	const char *ids[2] = { uuid, tiktok_id };
+	long long ms = w->cfg->postgres.query_timeout + 1000;
+	char key[160];
+
+	if (w->cfg->api.order_cache_ttl == 0)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (ids[i] == NULL || ids[i][0] == '\0')
+			continue;
+		api_cache_key(key, sizeof(key), creator, ids[i]);
+		if (!rds_command(w->rds, api_on_cache_write, NULL, "SET %s %s PX %lld", key,
+		    API_TOMBSTONE, ms))
+			log_warn("order cache not invalidated: Redis unavailable", "key=%s", key);
+	}
+}
+
+void
+api_cache_forget_list(struct worker *w, const char *changed)
+{
+	char *list, *line, *save = NULL;
+
+	if (changed == NULL || w->cfg->api.order_cache_ttl == 0)
+		return;
+	list = xstrdup(changed);
+	for (line = strtok_r(list, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		char *creator = line, *uuid = strchr(line, ' '), *tiktok;
+
+		if (uuid == NULL || (tiktok = strchr(uuid + 1, ' ')) == NULL)
+			continue;
+		*uuid++ = '\0';
+		*tiktok++ = '\0';
+		api_cache_forget(w, creator, uuid, tiktok);
+	}
+	free(list);
+}
+
+static void api_order_query(struct api_call *c);
+
+static void
+api_on_cached(struct redisReply *reply, void *arg)
+{
+	struct api_call *c = arg;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING &&
+	    strcmp(reply->str, API_TOMBSTONE) != 0) {
+		httpd_reply(c->hr, 200, "application/json", reply->str, reply->len);
+		free(c);
+		return;
+	}
+	c->cache_fill = reply != NULL && reply->type == REDIS_REPLY_NIL;
+	api_order_query(c);
+}
+
+/* ---- GET /api/orders/{id} ------------------------------------------------ */
+
+/* The order with its items, workflow and history: one document from PostgreSQL. */
+static const char api_order_sql[] =
+    "SELECT jsonb_build_object('order', to_jsonb(o) || jsonb_build_object("
+    " 'items', coalesce((SELECT jsonb_agg(to_jsonb(i) ORDER BY i.sku_id, i.id)"
+    "  FROM order_items i WHERE i.order_id = o.id), '[]'),"
+    " 'workflow', (SELECT to_jsonb(w) - 'lease_owner' - 'lease_until' FROM order_workflows w"
+    "  WHERE w.order_id = o.id ORDER BY w.created_at DESC, w.id DESC LIMIT 1),"
+    " 'status_history', coalesce((SELECT jsonb_agg(to_jsonb(h) ORDER BY h.created_at DESC, h.id DESC)"
+    "  FROM order_status_history h WHERE h.order_id = o.id), '[]'),"
+    " 'shipping_info', jsonb_build_object('address', o.shipping_address,"
+    "  'method', o.shipping_method, 'cost', o.shipping_cost,"
+    "  'expected_ship_date', o.expected_ship_date, 'shipped_date', o.shipped_date,"
+    "  'delivered_date', o.delivered_date)))::text"
+    " FROM orders o WHERE o.user_id = $1::uuid AND ";
+
+static void
+api_on_order(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL) {
+		log_warn("order read failed", "error=%s", log_quote(pg_batch_error(b)));
+		httpd_unavailable(c->hr, 1, "the order cannot be read now");
+	} else if (PQntuples(r) == 0) {
+		httpd_error(c->hr, 404, "not_found", "no such order");
+	} else {
+		if (c->cache_fill) {
+			char key[160];
+
+			api_cache_key(key, sizeof(key), c->creator, c->hr->params[0]);
+			if (!rds_command(c->hr->w->rds, api_on_cache_write, NULL, "SET %s %b PX %lld NX",
+			    key, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0),
+			    (long long)c->hr->w->cfg->api.order_cache_ttl))
+				log_debug("order not cached: Redis unavailable", "key=%s", key);
+		}
+		httpd_reply(c->hr, 200, "application/json", PQgetvalue(r, 0, 0),
+		    (size_t)PQgetlength(r, 0, 0));
+	}
+	free(c);
+}
+
+static void
+api_order_run(struct api_call *c)
+{
+	char key[160];
+
+	api_cache_key(key, sizeof(key), c->creator, c->hr->params[0]);
+	if (c->hr->w->cfg->api.order_cache_ttl == 0 ||
+	    !rds_command(c->hr->w->rds, api_on_cached, c, "GET %s", key))
+		api_order_query(c);
+}
+
+static void
+api_order_query(struct api_call *c)
+{
+	struct pg_batch *b = pg_batch_new(api_on_order, c);
+
+	pg_batch_add(b, true, c->by_uuid ? "api_order_by_id" : "api_order_by_tiktok_id", 2,
+	    (const char *[]){ c->creator, c->hr->params[0] });
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		free(c);
+	}
+}
+
+void
+api_order_get(struct httpd_req *hr)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
+	struct api_call *c;
+	bool by_uuid;
+
+	if (q != NULL && q[0] != '\0') {
+		httpd_error(hr, 400, "invalid_parameter", "this endpoint takes no query parameters");
+		return;
+	}
+	if (!api_order_id(hr, &by_uuid))
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->by_uuid = by_uuid;
+	api_begin(hr, c, api_order_run);
+}
+
+void
+api_prepare(struct pg_pool *pg)
+{
+	char sql[sizeof(api_order_sql) + 64];
+
+	snprintf(sql, sizeof(sql), "%so.id = $2::uuid", api_order_sql);
+	pg_pool_prepare(pg, "api_order_by_id", sql);
+	snprintf(sql, sizeof(sql), "%so.tiktok_order_id = $2", api_order_sql);
+	pg_pool_prepare(pg, "api_order_by_tiktok_id", sql);
+	api_prepare_status(pg);
+	api_prepare_workflow(pg);
+}
+
+/* ---- POST /api/orders/{id}/status -------------------------------------- */
+
+/*
+ * The order-status state machine (orderflowd(8) lists it): cancel only
+ * before shipping, returned only after delivery, nothing after either.
+ * One statement: lock the order, judge the change, apply it with its
+ * history, audit and queued outbound actions, or say why not.
+ */
+static const char api_status_sql[] =
+    "WITH o AS (SELECT * FROM orders WHERE user_id = $1::uuid AND %s FOR UPDATE),"
+    " v AS (SELECT o.id, o.order_status AS prev, o.version, CASE o.order_status"
+    "  WHEN 'pending' THEN '{confirmed,cancelled}' WHEN 'confirmed' THEN '{processing,cancelled}'"
+    "  WHEN 'processing' THEN '{shipped,cancelled}' WHEN 'shipped' THEN '{delivered}'"
+    "  WHEN 'delivered' THEN '{returned}' ELSE '{}' END::order_status[] AS allowed FROM o),"
+    " j AS (SELECT v.*, CASE WHEN $4::integer IS NOT NULL AND v.version <> $4::integer THEN 'stale'"
+    "  WHEN NOT ($3::order_status = ANY (v.allowed)) THEN 'illegal' ELSE 'ok' END AS verdict FROM v),"
+    " up AS (UPDATE orders x SET order_status = $3::order_status, version = x.version + 1,"
+    "  shipped_date = CASE WHEN $3::order_status = 'shipped' THEN coalesce(x.shipped_date, now())"
+    "  ELSE x.shipped_date END,"
+    "  delivered_date = CASE WHEN $3::order_status = 'delivered' THEN coalesce(x.delivered_date, now())"
+    "  ELSE x.delivered_date END"
+    "  FROM j WHERE x.id = j.id AND j.verdict = 'ok' RETURNING x.*),"
+    " hi AS (INSERT INTO order_status_history (order_id, user_id, previous_status, new_status,"
+    "  status_reason, changed_by, change_source, metadata)"
+    "  SELECT up.id, up.user_id, j.prev, up.order_status, $5, $1::uuid, 'user',"
+    "  jsonb_build_object('notify_customer', $6::boolean, 'sync_to_tiktok', $7::boolean)"
+    "  FROM up JOIN j USING (id) RETURNING 1),"
+    " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
+    "  SELECT up.user_id, 'user:' || $1, 'order.status_changed', 'order', up.id::text,"
+    "  jsonb_build_object('order_status', j.prev, 'version', j.version),"
+    "  jsonb_build_object('order_status', up.order_status, 'version', up.version, 'reason', $5)"
+    "  FROM up JOIN j USING (id) RETURNING 1),"
+    " ac AS (INSERT INTO order_actions (order_id, user_id, action, payload)"
+    "  SELECT up.id, up.user_id, a, jsonb_build_object('status', up.order_status, 'reason', $5)"
+    "  FROM up CROSS JOIN unnest(ARRAY[CASE WHEN $7::boolean THEN 'sync_to_tiktok' END,"
+    "  CASE WHEN $6::boolean THEN 'notify_customer' END]) a WHERE a IS NOT NULL RETURNING action)"
+    " SELECT j.verdict, j.prev::text, j.version, array_to_json(j.allowed)::text,"
+    "  (SELECT to_jsonb(up)::text FROM up), (SELECT coalesce(json_agg(action), '[]')::text FROM ac),"
+    "  (SELECT count(*) FROM hi) + (SELECT count(*) FROM au), j.id::text, (SELECT tiktok_order_id FROM o)"
+    " FROM j";
+
+/* A status change request, validated. */
+struct api_status {
+	char		status[16];
+	char		reason[256 * 4 + 1];
+	bool		has_reason;
+	bool		notify, sync;
+	long long	version;	/* 0: not given */
+};
+
+static bool
+api_is_json(struct httpd_req *hr)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(hr->req), "Content-Type");
+	size_t n = strlen("application/json");
+
+	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* The JSON object of the body; NULL when the request was answered (415, 400). */
+static json_t *
+api_body(struct httpd_req *hr)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(hr->req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *doc;
+
+	if (!api_is_json(hr)) {
+		httpd_error(hr, 415, "unsupported_media_type", "Content-Type must be application/json");
+		return NULL;
+	}
+	doc = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc == NULL || !json_is_object(doc)) {
+		httpd_error(hr, 400, "invalid_body", "the body must be a JSON object%s%.80s",
+		    doc == NULL ? ": " : "", doc == NULL ? jerr.text : "");
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* If-Match: 7 or "7" (or W/"7"); 0 when absent, -1 when malformed. */
+static long long
+api_if_match(struct httpd_req *hr)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(hr->req), "If-Match");
+	char buf[32];
+	size_t n;
+
+	if (h == NULL)
+		return 0;
+	if (strncmp(h, "W/", 2) == 0)
+		h += 2;
+	n = strlen(h);
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+		h++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, h, n);
+	buf[n] = '\0';
+	return api_number(buf, 2147483647LL);
+}
+
+/* Characters (code points) of well-formed UTF-8. */
+static size_t
+api_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		n += ((unsigned char)*s >> 6) != 2;
+	return n;
+}
+
+/* Fields of the status body into s; NULL or the message of a 400. */
+static const char *
+api_status_fields(json_t *doc, struct api_status *s)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(doc, k, v) {
+		if (strcmp(k, "status") == 0) {
+			if (!json_is_string(v) || api_index(api_order_statuses, json_string_value(v)) < 0)
+				return "\"status\" must be an order status";
+			snprintf(s->status, sizeof(s->status), "%s", json_string_value(v));
+		} else if (strcmp(k, "reason") == 0) {
+			if (json_is_null(v))
+				continue;
+			if (!json_is_string(v) || json_string_length(v) > 255 * 4 ||
+			    !api_text_ok(json_string_value(v), json_string_length(v)) ||
+			    api_chars(json_string_value(v)) > 255)
+				return "\"reason\" must be text of at most 255 characters";
+			snprintf(s->reason, sizeof(s->reason), "%s", json_string_value(v));
+			s->has_reason = true;
+		} else if (strcmp(k, "notify_customer") == 0 || strcmp(k, "sync_to_tiktok") == 0) {
+			if (!json_is_boolean(v))
+				return k[0] == 'n' ? "\"notify_customer\" must be true or false" :
+				    "\"sync_to_tiktok\" must be true or false";
+			*(k[0] == 'n' ? &s->notify : &s->sync) = json_is_true(v);
+		} else if (strcmp(k, "version") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+			    json_integer_value(v) > 2147483647)
+				return "\"version\" must be a positive integer";
+			s->version = json_integer_value(v);
+		} else {
+			return "the body has a field this endpoint does not know";
+		}
+	}
+	return s->status[0] == '\0' ? "\"status\" is required" : NULL;
+}
+
+static void
+api_call_free(struct api_call *c)
+{
+	free(c->st);
+	free(c);
+}
+
+static void
+api_on_status(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	struct httpd_req *hr = c->hr;
+	PGresult *r = pg_batch_result(b, 0);
+	const char *verdict;
+
+	if (pg_batch_error(b) != NULL || r == NULL) {
+		log_warn("status change failed", "error=%s", log_quote(pg_batch_error(b)));
+		httpd_unavailable(hr, 1, "the order cannot be changed now");
+	} else if (PQntuples(r) == 0) {
+		httpd_error(hr, 404, "not_found", "no such order");
+	} else if (strcmp((verdict = PQgetvalue(r, 0, 0)), "stale") == 0) {
+		httpd_error(hr, 412, "version_mismatch", "the order is at version %s, not %lld; "
+		    "read it again", PQgetvalue(r, 0, 2), c->st->version);
+	} else if (strcmp(verdict, "illegal") == 0) {
+		httpd_error(hr, 409, "invalid_transition", "an order that is %s cannot become %s; "
+		    "allowed next statuses: %s", PQgetvalue(r, 0, 1), c->st->status, PQgetvalue(r, 0, 3));
+	} else {
+		struct evbuffer *out = evbuffer_new();
+
+		api_cache_forget(hr->w, c->creator, PQgetvalue(r, 0, 7), PQgetvalue(r, 0, 8));
+		evbuffer_add_printf(out, "{\"success\":true,\"order\":%s,\"queued_actions\":%s}",
+		    PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
+		httpd_reply(hr, 200, "application/json", (const char *)evbuffer_pullup(out, -1),
+		    evbuffer_get_length(out));
+		evbuffer_free(out);
+	}
+	api_call_free(c);
+}
+
+static void
+api_status_run(struct api_call *c)
+{
+	struct api_status *s = xcalloc(1, sizeof(*s));
+	long long if_match = api_if_match(c->hr);
+	json_t *doc = api_body(c->hr);
+	const char *bad;
+	char version[24];
+	struct pg_batch *b;
+
+	c->st = s;
+	if (doc == NULL) {
+		api_call_free(c);
+		return;
+	}
+	bad = api_status_fields(doc, s);
+	json_decref(doc);
+	if (bad == NULL && if_match < 0)
+		bad = "If-Match must be the order's version";
+	else if (bad == NULL && if_match > 0 && s->version > 0 && if_match != s->version)
+		bad = "If-Match and \"version\" differ";
+	if (bad != NULL) {
+		httpd_error(c->hr, 400, "invalid_body", "%s", bad);
+		api_call_free(c);
+		return;
+	}
+	if (s->version == 0)
+		s->version = if_match;
+	snprintf(version, sizeof(version), "%lld", s->version);
+	b = pg_batch_new(api_on_status, c);
+	pg_batch_add(b, true, c->by_uuid ? "api_status_by_id" : "api_status_by_tiktok_id", 7,
+	    (const char *[]){ c->creator, c->hr->params[0], s->status, s->version > 0 ? version : NULL,
+	    s->has_reason ? s->reason : NULL, s->notify ? "true" : "false", s->sync ? "true" : "false" });
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		api_call_free(c);
+	}
+}
+
+/* The {id} of a request: a UUID or a TikTok order id; false when answered 400. */
+static bool
+api_order_id(struct httpd_req *hr, bool *by_uuid)
+{
+	const char *id = hr->params[0];
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64 || !api_text_ok(id, n)) {
+		httpd_error(hr, 400, "invalid_parameter", "the order id must be a UUID or a TikTok order id");
+		return false;
+	}
+	*by_uuid = api_uuid(id);
+	for (char *p = hr->params[0]; *by_uuid && *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);	/* one cache key per order */
+	return true;
+}
+
+void
+api_order_status(struct httpd_req *hr)
+{
+	struct api_call *c = xcalloc(1, sizeof(*c));
+
+	if (!api_order_id(hr, &c->by_uuid)) {
+		free(c);
+		return;
+	}
+	api_begin(hr, c, api_status_run);
+}
+
+static void api_prepare_one(struct pg_pool *pg, const char *name, const char *tmpl, bool by_uuid);
+
+static void
+api_prepare_status(struct pg_pool *pg)
+{
+	api_prepare_one(pg, "api_status_by_id", api_status_sql, true);
+	api_prepare_one(pg, "api_status_by_tiktok_id", api_status_sql, false);
+}
+
+/* ---- POST /api/orders/{id}/workflow ------------------------------------ */
+
+/* The workflows the engine knows; a request names one of them. */
+static const char *const api_workflows[] = {
+	"standard_fulfillment", "cancellation", "return", NULL
+};
+
+/* force_restart: the running instance is cancelled first, in the same transaction. */
+static const char api_wf_stop_sql[] =
+    "UPDATE order_workflows w SET workflow_status = 'cancelled', failed_at = now(),"
+    " last_error = 'restarted by the user'"
+    " FROM orders o WHERE o.user_id = $1::uuid AND o.%s AND w.order_id = o.id"
+    " AND w.workflow_name = $3 AND w.workflow_status = 'running' AND $4::boolean";
+/* At most one running instance per order and name (a unique partial index). */
+static const char api_wf_start_sql[] =
+    "WITH o AS (SELECT id, user_id FROM orders WHERE user_id = $1::uuid AND %s FOR UPDATE),"
+    " ins AS (INSERT INTO order_workflows (order_id, user_id, workflow_name, current_step,"
+    "  workflow_config) SELECT o.id, o.user_id, $3, 'requested', $5::jsonb FROM o"
+    "  ON CONFLICT (order_id, workflow_name) WHERE workflow_status = 'running' DO NOTHING"
+    "  RETURNING id, order_id),"
+    " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, after)"
+    "  SELECT $1::uuid, 'user:' || $1, 'workflow.requested', 'order', ins.order_id::text,"
+    "  jsonb_build_object('workflow_id', ins.id, 'workflow_name', $3::text,"
+    "  'force_restart', $4::boolean) FROM ins RETURNING 1)"
+    " SELECT (SELECT count(*) FROM o), (SELECT id::text FROM ins), (SELECT count(*) FROM au),"
+    "  (SELECT id::text FROM o)";
+
+/* Largest workflow config accepted, serialized. */
+#define API_WF_CONFIG_MAX 16384
+
+struct api_wf {
+	char	name[32];
+	bool	force;
+	char	*config;	/* JSON text of an object, or NULL */
+};
+
+static const char *
+api_wf_fields(json_t *doc, struct api_wf *wf)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(doc, k, v) {
+		if (strcmp(k, "workflow_name") == 0) {
+			if (!json_is_string(v) || api_index(api_workflows, json_string_value(v)) < 0)
+				return "\"workflow_name\" must be standard_fulfillment, cancellation or return";
+			snprintf(wf->name, sizeof(wf->name), "%s", json_string_value(v));
+		} else if (strcmp(k, "force_restart") == 0) {
+			if (!json_is_boolean(v))
+				return "\"force_restart\" must be true or false";
+			wf->force = json_is_true(v);
+		} else if (strcmp(k, "config") == 0) {
+			if (json_is_null(v))
+				continue;
+			if (!json_is_object(v))
+				return "\"config\" must be an object";
+			wf->config = json_dumps(v, JSON_COMPACT);
+			if (wf->config == NULL || strlen(wf->config) > API_WF_CONFIG_MAX)
+				return "\"config\" is too large (16 KiB at most)";
+		} else {
+			return "the body has a field this endpoint does not know";
+		}
+	}
+	return wf->name[0] == '\0' ? "\"workflow_name\" is required" : NULL;
+}
+
+static void
+api_on_workflow(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	PGresult *r = pg_batch_result(b, 1);
+	char body[128];
+
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
+		log_warn("workflow request failed", "error=%s", log_quote(pg_batch_error(b)));
+		httpd_unavailable(c->hr, 1, "the workflow cannot be requested now");
+	} else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+		httpd_error(c->hr, 404, "not_found", "no such order");
+	} else if (PQgetisnull(r, 0, 1)) {
+		httpd_error(c->hr, 409, "workflow_running", "a workflow of this name is already running "
+		    "for the order; send \"force_restart\": true to start it again");
+	} else {
+		api_cache_forget(c->hr->w, c->creator, PQgetvalue(r, 0, 3), NULL);
+		snprintf(body, sizeof(body), "{\"success\":true,\"workflow_id\":\"%s\"}",
+		    PQgetvalue(r, 0, 1));
+		httpd_reply(c->hr, 200, "application/json", body, strlen(body));
+	}
+	free(c);
+}
+
+static void
+api_workflow_run(struct api_call *c)
+{
+	struct api_wf wf = { .config = NULL };
+	json_t *doc = api_body(c->hr);
+	const char *bad, *params[5];
+	struct pg_batch *b;
+
+	if (doc == NULL) {
+		free(c);
+		return;
+	}
+	bad = api_wf_fields(doc, &wf);
+	json_decref(doc);
+	if (bad != NULL) {
+		httpd_error(c->hr, 400, "invalid_body", "%s", bad);
+		free(wf.config);
+		free(c);
+		return;
+	}
+	params[0] = c->creator;
+	params[1] = c->hr->params[0];
+	params[2] = wf.name;
+	params[3] = wf.force ? "true" : "false";
+	params[4] = wf.config;
+	b = pg_batch_new(api_on_workflow, c);
+	pg_batch_add(b, true, c->by_uuid ? "api_wf_stop_by_id" : "api_wf_stop_by_tiktok_id", 4, params);
+	pg_batch_add(b, true, c->by_uuid ? "api_wf_start_by_id" : "api_wf_start_by_tiktok_id", 5, params);
+	free(wf.config);
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		free(c);
+	}
+}
+
+void
+api_order_workflow(struct httpd_req *hr)
+{
+	struct api_call *c = xcalloc(1, sizeof(*c));
+
+	if (!api_order_id(hr, &c->by_uuid)) {
+		free(c);
+		return;
+	}
+	api_begin(hr, c, api_workflow_run);
+}
+
+/* Prepare tmpl with its one "%s" replaced by the order lookup by UUID or TikTok id. */
+static void
+api_prepare_one(struct pg_pool *pg, const char *name, const char *tmpl, bool by_uuid)
+{
+	const char *at = strstr(tmpl, "%s");
+	char sql[4096];
+
+	snprintf(sql, sizeof(sql), "%.*s%s%s", (int)(at - tmpl), tmpl,
+	    by_uuid ? "id = $2::uuid" : "tiktok_order_id = $2", at + 2);
+	pg_pool_prepare(pg, name, sql);
+}
+
+static void
+api_prepare_workflow(struct pg_pool *pg)
+{
+	api_prepare_one(pg, "api_wf_stop_by_id", api_wf_stop_sql, true);
+	api_prepare_one(pg, "api_wf_stop_by_tiktok_id", api_wf_stop_sql, false);
+	api_prepare_one(pg, "api_wf_start_by_id", api_wf_start_sql, true);
+	api_prepare_one(pg, "api_wf_start_by_tiktok_id", api_wf_start_sql, false);
+}

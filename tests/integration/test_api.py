@@ -1,0 +1,404 @@
+# The dashboard API: GET /api/orders (filters, search, sort, pagination,
+# cursor, summary) and GET /api/orders/{id}, authenticated by JWT, scoped by
+# creator, rate limited.  Orders are seeded with SQL: exact expected ids.
+#
+# Runs under Debian's /usr/bin/python3 (see tests/run-checks.sh).
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+import test_sync
+from ofcheck import assert_error
+from test_sync import certs, fake  # noqa: F401  (fixtures)
+
+SECRET = "api-test-secret-0123456789"
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(sub, secret=SECRET, alg="HS256", exp=None, aud="authenticated", **claims):
+    header = {"alg": alg, "typ": "JWT"}
+    payload = {"sub": sub, "exp": int(time.time()) + 3600 if exp is None else exp,
+               "aud": aud, "role": "authenticated"}
+    payload.update(claims)
+    head = b64(json.dumps(header).encode()) + "." + b64(json.dumps(payload).encode())
+    if alg == "none":
+        return head + "."
+    sig = hmac.new(secret.encode(), head.encode(), hashlib.sha256).digest()
+    return head + "." + b64(sig)
+
+
+def auth(sub, **kw):
+    return {"Authorization": "Bearer " + jwt(sub, **kw)}
+
+
+# (order number suffix, status, workflow status, order_date, total, customer name, email)
+ORDERS_A = [
+    ("A1", "pending", "new", "2026-01-05T10:00:00Z", "10.00", "Alice Smith", "alice@example.com"),
+    ("A2", "confirmed", "validated", "2026-01-06T10:00:00Z", "25.50", "Bob Jones", "bob@shop.test"),
+    ("A3", "shipped", "shipped", "2026-01-07T10:00:00Z", "99.99", "Carol King", "carol@example.com"),
+    ("A4", "delivered", "completed", "2026-01-07T10:00:00Z", "5.00", "alan Brown", "al@x.test"),
+    ("A5", "delivered", "completed", "2026-01-07T10:00:00Z", "42.00", "Dave Null", "dave@y.test"),
+    ("A6", "cancelled", "failed", "2026-02-01T00:00:00Z", "12.34", "Eve Adams", "eve@z.test"),
+    ("A7", "processing", "ready_to_ship", "2026-02-02T23:59:59Z", "70.00", "Alfred Zed", "zed@q.test"),
+]
+ORDERS_B = [
+    ("B1", "pending", "new", "2026-01-05T11:00:00Z", "1000.00", "Alice Other", "alice@other.test"),
+]
+
+
+def seed(d, email, orders):
+    d.pg.sql("INSERT INTO creators (email, display_name) VALUES (%s, 'C')", (email,), dbname=d.dbname)
+    cid = d.pg.sql("SELECT id::text FROM creators WHERE email = %s", (email,), dbname=d.dbname)[0][0]
+    d.pg.sql("INSERT INTO shops (creator_id, tiktok_shop_id, app_key, app_secret) "
+             "VALUES (%s, %s, 'k', 's')", (cid, "shop-" + email), dbname=d.dbname)
+    ids = {}
+    for num, st, wf, date, total, name, mail in orders:
+        oid = d.pg.sql(
+            "INSERT INTO orders (user_id, shop_id, tiktok_order_id, order_number, order_status,"
+            " workflow_status, subtotal, tax, total_amount, customer_name, customer_email,"
+            " shipping_address, order_date) SELECT %s, s.id, %s, %s, %s, %s, %s, 0, %s, %s, %s,"
+            " '{\"full_address\":\"1 Main St\"}', %s FROM shops s WHERE s.creator_id = %s"
+            " RETURNING id::text",
+            (cid, "77" + num, "ORD-" + num, st, wf, total, total, name, mail, date, cid),
+            dbname=d.dbname)[0][0]
+        d.pg.sql("INSERT INTO order_items (order_id, user_id, tiktok_product_id, sku_id, product_name, product_sku,"
+                 " quantity, unit_price, total_price) VALUES (%s, %s, 'p-1', 'sku-1', 'Thing', 'T-1', 1, %s, %s)",
+                 (oid, cid, total, total), dbname=d.dbname)
+        for i, (prev, new) in enumerate([(None, "pending"), ("pending", st)]):
+            d.pg.sql("INSERT INTO order_status_history (order_id, user_id, previous_status, new_status,"
+                     " change_source, created_at) VALUES (%s, %s, %s, %s, 'tiktok_shop',"
+                     " now() - interval '1 hour' + %s * interval '1 minute')",
+                     (oid, cid, prev, new, i), dbname=d.dbname)
+        ids[num] = oid
+    return cid, ids
+
+
+@pytest.fixture
+def api(make_daemon):
+    d = make_daemon(overrides={"auth": {"jwt_secret": SECRET, "jwt_audience": "authenticated"},
+                               "ratelimit": {"rate": "0"}})
+    d.migrate()
+    a, ids_a = seed(d, "a@example.com", ORDERS_A)
+    b, ids_b = seed(d, "b@example.com", ORDERS_B)
+    d.start(migrate=False)
+    d.a, d.b, d.ids = a, b, dict(ids_a, **ids_b)
+    return d
+
+
+def numbers(doc):
+    return [o["order_number"][4:] for o in doc["orders"]]
+
+
+def listing(d, who, **params):
+    q = urllib.parse.urlencode(params, doseq=True)
+    r = d.get("/api/orders" + ("?" + q if q else ""), headers=auth(who))
+    assert r.status == 200, r
+    return r.json()
+
+
+def test_detail_by_uuid_and_by_tiktok_id(api):
+    for key in (api.ids["A3"], "77A3"):
+        r = api.get("/api/orders/" + key, headers=auth(api.a))
+        assert r.status == 200, r
+        o = r.json()["order"]
+        assert o["id"] == api.ids["A3"] and o["order_number"] == "ORD-A3"
+        assert [i["sku_id"] for i in o["items"]] == ["sku-1"]
+        assert [h["new_status"] for h in o["status_history"]] == ["shipped", "pending"]
+        assert o["shipping_info"]["address"] == {"full_address": "1 Main St"}
+        assert o["workflow"] is None
+
+
+def test_other_creators_order_is_not_found(api):
+    for key in (api.ids["B1"], "77B1", "00000000-0000-0000-0000-000000000000", "nope"):
+        assert_error(api.get("/api/orders/" + key, headers=auth(api.a)), 404, "not_found")
+    assert "B1" not in numbers(listing(api, api.a, limit=200))
+    assert numbers(listing(api, api.b)) == ["B1"]
+
+
+def test_list_default_sort_ties_broken_by_id_and_summary(api):
+    doc = listing(api, api.a)
+    same_day = sorted(["A3", "A4", "A5"], key=lambda n: api.ids[n], reverse=True)
+    assert numbers(doc) == ["A7", "A6"] + same_day + ["A2", "A1"]
+    assert doc["pagination"] == {"page": 1, "limit": 50, "total": 7, "total_pages": 1}
+    s = doc["summary"]
+    assert s["total_orders"] == 7 and abs(s["total_amount"] - 264.83) < 1e-9
+    assert s["status_breakdown"] == {"pending": 1, "confirmed": 1, "processing": 1, "shipped": 1,
+                                     "delivered": 2, "cancelled": 1, "returned": 0}
+    assert doc["next_cursor"] is None
+
+
+def test_filters_search_and_sort(api):
+    a = api.a
+    assert numbers(listing(api, a, status="delivered,shipped", sort_by="total_amount",
+                           sort_order="asc")) == ["A4", "A5", "A3"]
+    assert numbers(listing(api, a, status=["pending", "cancelled"], sort_by="order_date",
+                           sort_order="asc")) == ["A1", "A6"]
+    assert numbers(listing(api, a, workflow_status="completed,failed", sort_by="total_amount")) == \
+        ["A5", "A6", "A4"]
+    assert numbers(listing(api, a, date_from="2026-02-01", date_to="2026-02-02",
+                           sort_order="asc")) == ["A6", "A7"]
+    assert numbers(listing(api, a, date_to="2026-01-06T10:00:00Z", sort_order="asc")) == ["A1", "A2"]
+    assert numbers(listing(api, a, date_from="2026-01-06T11:00:00+01:00", sort_order="asc",
+                           sort_by="total_amount")) == ["A4", "A6", "A2", "A5", "A7", "A3"]
+    # prefix, case-insensitive, over number, TikTok id, name and email
+    assert numbers(listing(api, a, search="AL", sort_by="total_amount")) == ["A7", "A1", "A4"]
+    assert numbers(listing(api, a, search="ord-a2")) == ["A2"]
+    assert numbers(listing(api, a, search="77A6")) == ["A6"]
+    assert numbers(listing(api, a, search="carol@")) == ["A3"]
+    assert numbers(listing(api, a, search="smith")) == []
+    doc = listing(api, a, status="delivered")
+    assert doc["summary"]["total_orders"] == 2 and doc["summary"]["total_amount"] == 47
+    assert doc["summary"]["status_breakdown"]["delivered"] == 2
+    assert doc["summary"]["status_breakdown"]["pending"] == 0
+
+
+def test_pages_and_cursor_never_repeat_or_skip(api):
+    everything = numbers(listing(api, api.a, sort_by="order_date", sort_order="asc"))
+    for sort_by in ("order_date", "updated_at", "total_amount"):
+        for order in ("asc", "desc"):
+            full = numbers(listing(api, api.a, sort_by=sort_by, sort_order=order))
+            paged = []
+            for page in range(1, 5):
+                doc = listing(api, api.a, sort_by=sort_by, sort_order=order, limit=2, page=page)
+                assert doc["pagination"]["total"] == 7 and doc["pagination"]["total_pages"] == 4
+                paged += numbers(doc)
+            assert paged == full
+            walked, cursor = [], None
+            while True:
+                params = {"sort_by": sort_by, "sort_order": order, "limit": 3}
+                if cursor:
+                    params["cursor"] = cursor
+                doc = listing(api, api.a, **params)
+                walked += numbers(doc)
+                cursor = doc["next_cursor"]
+                if cursor is None:
+                    break
+            assert walked == full, (sort_by, order)
+            assert sorted(full) == sorted(everything)
+
+
+BAD_QUERIES = [
+    ("bogus=1", "bogus"), ("limit=0", "limit"), ("limit=201", "limit"), ("page=0", "page"),
+    ("page=x", "page"), ("status=lost", "status"), ("status=pending,", "status"),
+    ("workflow_status=done", "workflow_status"), ("date_from=2026-13-01", "date_from"),
+    ("date_from=2026-02-30", "date_from"), ("date_to=yesterday", "date_to"),
+    ("date_from=2026-02-02&date_to=2026-01-01", "date_to"), ("sort_by=name", "sort_by"),
+    ("sort_order=up", "sort_order"), ("search=" + "x" * 101, "search"),
+    ("cursor=zz", "cursor"), ("cursor=od_1_00000000-0000-0000-0000-000000000000&page=2", "cursor"),
+    ("sort_by=total_amount&cursor=od_1_00000000-0000-0000-0000-000000000000", "cursor"),
+]
+
+
+def test_bad_parameters_are_400_naming_the_parameter(api):
+    for query, param in BAD_QUERIES:
+        err = assert_error(api.get("/api/orders?" + query, headers=auth(api.a)), 400,
+                           "invalid_parameter")
+        assert '"%s"' % param in err["message"], (query, err)
+
+
+def test_authentication_is_required_and_checked(api):
+    bad = [
+        {},
+        {"Authorization": "Basic abc"},
+        auth(api.a, secret="wrong-secret"),
+        {"Authorization": "Bearer " + jwt(api.a, alg="none")},
+        {"Authorization": "Bearer " + jwt(api.a, alg="HS384")},
+        auth(api.a, exp=int(time.time()) - 3600),
+        auth(api.a, aud="someone-else"),
+        auth("not-a-uuid"),
+    ]
+    for h in bad:
+        for path in ("/api/orders", "/api/orders/" + api.ids["A1"]):
+            r = api.get(path, headers=h)
+            assert_error(r, 401, "unauthorized")
+            assert r.header("WWW-Authenticate", "").startswith("Bearer"), r.headers
+
+
+def test_rate_limit_429_then_recovery(make_daemon):
+    d = make_daemon(overrides={"auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "2", "burst": "3"}})
+    d.migrate()
+    a, _ = seed(d, "rl@example.com", ORDERS_A[:1])
+    d.start(migrate=False)
+    codes = [d.get("/api/orders", headers=auth(a)) for _ in range(5)]
+    assert [r.status for r in codes[:3]] == [200, 200, 200]
+    assert codes[0].header("RateLimit-Limit") == "3"
+    refused = [r for r in codes[3:] if r.status == 429]
+    assert refused, [r.status for r in codes]
+    assert_error(refused[0], 429, "rate_limited")
+    assert int(refused[0].header("Retry-After")) >= 1
+    time.sleep(1.2)
+    assert d.get("/api/orders", headers=auth(a)).status == 200
+
+
+def post_status(d, who, key, body, headers=None, ctype="application/json"):
+    h = auth(who)
+    h["Content-Type"] = ctype
+    h.update(headers or {})
+    return d.post("/api/orders/%s/status" % key, json.dumps(body).encode(), headers=h)
+
+
+def test_status_change_follows_the_state_machine(api):
+    a, ids = api.a, api.ids
+    r = post_status(api, a, ids["A1"], {"status": "confirmed", "reason": "paid"})
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["success"] is True and doc["queued_actions"] == []
+    assert doc["order"]["order_status"] == "confirmed" and doc["order"]["version"] == 2
+    hist = api.pg.sql("SELECT previous_status::text, new_status::text, change_source, changed_by::text,"
+                      " status_reason FROM order_status_history WHERE order_id = %s ORDER BY created_at DESC"
+                      " LIMIT 1", (ids["A1"],), dbname=api.dbname)
+    assert hist == [("pending", "confirmed", "user", a, "paid")]
+    audit = api.pg.sql("SELECT before->>'order_status', after->>'order_status' FROM audit_log"
+                       " WHERE entity_id = %s AND action = 'order.status_changed'", (ids["A1"],),
+                       dbname=api.dbname)
+    assert audit == [("pending", "confirmed")]
+    err = assert_error(post_status(api, a, ids["A1"], {"status": "delivered"}), 409, "invalid_transition")
+    assert "processing" in err["message"] and "cancelled" in err["message"], err
+    # cancel only before shipping; returned only after delivery
+    assert_error(post_status(api, a, ids["A3"], {"status": "cancelled"}), 409, "invalid_transition")
+    assert_error(post_status(api, a, ids["A2"], {"status": "returned"}), 409, "invalid_transition")
+    assert post_status(api, a, "77A4", {"status": "returned"}).status == 200
+    assert_error(post_status(api, a, ids["A6"], {"status": "pending"}), 409, "invalid_transition")
+    # outbound actions are queued in the same transaction
+    r = post_status(api, a, ids["A7"], {"status": "shipped", "sync_to_tiktok": True,
+                                        "notify_customer": True})
+    assert r.status == 200 and sorted(r.json()["queued_actions"]) == ["notify_customer", "sync_to_tiktok"]
+    assert api.pg.sql("SELECT action, status FROM order_actions WHERE order_id = %s ORDER BY action",
+                      (ids["A7"],), dbname=api.dbname) == [("notify_customer", "pending"),
+                                                          ("sync_to_tiktok", "pending")]
+
+
+def test_status_change_errors(api):
+    a, ids = api.a, api.ids
+    assert_error(post_status(api, a, ids["B1"], {"status": "confirmed"}), 404, "not_found")
+    assert_error(post_status(api, api.b, "77A1", {"status": "confirmed"}), 404, "not_found")
+    for body in ({}, {"status": "lost"}, {"status": "confirmed", "extra": 1},
+                 {"status": "confirmed", "reason": "x" * 256}, {"status": "confirmed", "version": 0},
+                 {"status": "confirmed", "notify_customer": "yes"}, ["confirmed"]):
+        assert_error(post_status(api, a, ids["A1"], body), 400, "invalid_body")
+    assert_error(post_status(api, a, ids["A1"], {"status": "confirmed"}, ctype="text/plain"),
+                 415, "unsupported_media_type")
+    assert_error(post_status(api, a, ids["A1"], {"status": "confirmed", "version": 2},
+                             headers={"If-Match": '"1"'}), 400, "invalid_body")
+    assert api.pg.sql("SELECT version FROM orders WHERE id = %s", (ids["A1"],), dbname=api.dbname) == [(1,)]
+
+
+def test_stale_version_412_and_only_one_of_two_racers_wins(api):
+    a, ids = api.a, api.ids
+    assert post_status(api, a, ids["A1"], {"status": "confirmed"}, headers={"If-Match": '"1"'}).status == 200
+    err = assert_error(post_status(api, a, ids["A1"], {"status": "processing"},
+                                   headers={"If-Match": '"1"'}), 412, "version_mismatch")
+    assert "version 2" in err["message"], err
+    results = []
+    barrier = threading.Barrier(2)
+
+    def racer(status):
+        barrier.wait()
+        results.append(post_status(api, a, ids["A1"], {"status": status, "version": 2}).status)
+    threads = [threading.Thread(target=racer, args=(s,)) for s in ("processing", "cancelled")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 412], results
+    assert api.pg.sql("SELECT version FROM orders WHERE id = %s", (ids["A1"],), dbname=api.dbname) == [(3,)]
+    assert api.pg.sql("SELECT count(*) FROM order_status_history WHERE order_id = %s AND change_source"
+                      " = 'user'", (ids["A1"],), dbname=api.dbname) == [(2,)]
+
+
+def test_detail_cache_is_used_and_never_stale_after_a_change(make_daemon):
+    d = make_daemon(overrides={"auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "0"},
+                               "api": {"order_cache_ttl": "60s"}})
+    d.migrate()
+    a, ids = seed(d, "cache@example.com", ORDERS_A[:2])
+    d.start(migrate=False)
+    path = "/api/orders/" + ids["A1"]
+    assert d.get(path, headers=auth(a)).json()["order"]["customer_name"] == "Alice Smith"
+    # A change behind the daemon's back is not seen: the copy comes from Redis.
+    d.pg.sql("UPDATE orders SET customer_name = 'Changed Directly' WHERE id = %s", (ids["A1"],),
+             dbname=d.dbname)
+    assert d.get(path, headers=auth(a)).json()["order"]["customer_name"] == "Alice Smith"
+    assert d.get("/api/orders/77A1", headers=auth(a)).json()["order"]["customer_name"] == "Changed Directly"
+    # A change through the API is seen at once, under both ids.
+    assert post_status(d, a, ids["A1"], {"status": "confirmed"}).status == 200
+    for key in (ids["A1"], ids["A1"].upper(), "77A1"):
+        o = d.get("/api/orders/" + key, headers=auth(a)).json()["order"]
+        assert o["order_status"] == "confirmed" and o["version"] == 2, key
+    # Another creator never gets the cached copy.
+    assert_error(d.get(path, headers=auth(seed(d, "other@example.com", [])[0])), 404, "not_found")
+
+
+def test_cache_forgotten_when_tiktok_changes_the_order(make_daemon, fake, certs):
+    t = int(time.time())
+    fake.seed({"id": "8801", "status": "AWAITING_SHIPMENT", "update_time": t})
+    d = make_daemon(overrides={
+        "tiktok": {"api_base": fake.url, "ca_file": os.path.join(certs, "ca.pem")},
+        "auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "0"}, "api": {"order_cache_ttl": "60s"}})
+    d.migrate()
+    test_sync.seed_shop(d)
+    d.start(migrate=False)
+    creator = d.pg.sql("SELECT creator_id::text FROM shops", dbname=d.dbname)[0][0]
+    test_sync.hook(d, "8801", "n1")
+    test_sync.wait_sql(d, "SELECT order_status::text FROM orders", "confirmed")
+    assert d.get("/api/orders/8801", headers=auth(creator)).json()["order"]["order_status"] == "confirmed"
+    fake.seed({"id": "8801", "status": "IN_TRANSIT", "update_time": t + 60})
+    test_sync.hook(d, "8801", "n2", status="IN_TRANSIT")
+    test_sync.wait_sql(d, "SELECT order_status::text FROM orders", "shipped")
+    assert d.get("/api/orders/8801", headers=auth(creator)).json()["order"]["order_status"] == "shipped"
+
+
+def post_workflow(d, who, key, body, ctype="application/json"):
+    h = auth(who)
+    h["Content-Type"] = ctype
+    return d.post("/api/orders/%s/workflow" % key, json.dumps(body).encode(), headers=h)
+
+
+def test_workflow_request_recorded_once_unless_forced(api):
+    a, ids = api.a, api.ids
+    r = post_workflow(api, a, ids["A2"], {"workflow_name": "standard_fulfillment",
+                                          "config": {"carrier": "usps"}})
+    assert r.status == 200, r
+    first = r.json()["workflow_id"]
+    assert r.json()["success"] is True
+    assert_error(post_workflow(api, a, "77A2", {"workflow_name": "standard_fulfillment"}),
+                 409, "workflow_running")
+    assert post_workflow(api, a, ids["A2"], {"workflow_name": "cancellation"}).status == 200
+    r = post_workflow(api, a, ids["A2"], {"workflow_name": "standard_fulfillment", "force_restart": True})
+    assert r.status == 200 and r.json()["workflow_id"] != first
+    rows = api.pg.sql("SELECT id::text, workflow_name, workflow_status::text, workflow_config"
+                      " FROM order_workflows WHERE order_id = %s ORDER BY created_at, workflow_name",
+                      (ids["A2"],), dbname=api.dbname)
+    by_id = {r[0]: r for r in rows}
+    assert by_id[first][2] == "cancelled" and by_id[first][3] == {"carrier": "usps"}
+    assert by_id[r.json()["workflow_id"]][2] == "running"
+    assert sorted(x[1] for x in rows if x[2] == "running") == ["cancellation", "standard_fulfillment"]
+    detail = api.get("/api/orders/" + ids["A2"], headers=auth(a)).json()["order"]
+    assert detail["workflow"]["id"] == r.json()["workflow_id"]
+    for body in ({}, {"workflow_name": "teleport"}, {"workflow_name": "return", "config": [1]},
+                 {"workflow_name": "return", "force_restart": 1}, {"workflow_name": "return", "x": 1}):
+        assert_error(post_workflow(api, a, ids["A2"], body), 400, "invalid_body")
+    assert_error(post_workflow(api, a, ids["B1"], {"workflow_name": "return"}), 404, "not_found")
+
+
+def test_make_token_script_mints_tokens_the_daemon_accepts(api):
+    import subprocess
+    import ofharness
+    script = os.path.join(ofharness.srcdir(), "contrib", "make-token.sh")
+    env = dict(os.environ, OF_JWT_SECRET=SECRET)
+    token = subprocess.run(["bash", script, api.a, "60"], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    r = api.get("/api/orders/" + api.ids["A1"], headers={"Authorization": "Bearer " + token})
+    assert r.status == 200, r
+    bad = subprocess.run(["bash", script, "nope"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "UUID" in bad.stderr
