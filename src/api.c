@@ -57,6 +57,7 @@ struct api_list {
 struct api_call;
 typedef void api_run(struct api_call *c);
 struct api_status;
+struct api_bulk;
 
 /* A request in progress: who asked, and what. */
 struct api_call {
@@ -65,12 +66,14 @@ struct api_call {
 	char		creator[37];
 	struct api_list	list;
 	struct api_status *st;		/* POST .../status */
+	struct api_bulk	*bulk;		/* POST .../bulk/status */
 	bool		by_uuid;
 	bool		cache_fill;	/* GET found no copy and no tombstone: store one */
 };
 
 static void api_prepare_status(struct pg_pool *pg);
 static void api_prepare_workflow(struct pg_pool *pg);
+static void api_prepare_bulk(struct pg_pool *pg);
 static bool api_order_id(struct httpd_req *hr, bool *by_uuid);
 
 /* ---- authentication, rate limit ---------------------------------------- */
@@ -774,9 +777,17 @@ api_prepare(struct pg_pool *pg)
 	pg_pool_prepare(pg, "api_order_by_tiktok_id", sql);
 	api_prepare_status(pg);
 	api_prepare_workflow(pg);
+	api_prepare_bulk(pg);
 }
 
 /* ---- POST /api/orders/{id}/status -------------------------------------- */
+
+/* The statuses an order in status col may move to, as SQL (an order_status[]). */
+#define API_ALLOWED(col) \
+    " CASE " col " WHEN 'pending' THEN '{confirmed,cancelled}'" \
+    " WHEN 'confirmed' THEN '{processing,cancelled}' WHEN 'processing' THEN '{shipped,cancelled}'" \
+    " WHEN 'shipped' THEN '{delivered}' WHEN 'delivered' THEN '{returned}'" \
+    " ELSE '{}' END::order_status[]"
 
 /*
  * The order-status state machine (orderflowd(8) lists it): cancel only
@@ -786,10 +797,8 @@ api_prepare(struct pg_pool *pg)
  */
 static const char api_status_sql[] =
     "WITH o AS (SELECT * FROM orders WHERE user_id = $1::uuid AND %s FOR UPDATE),"
-    " v AS (SELECT o.id, o.order_status AS prev, o.version, CASE o.order_status"
-    "  WHEN 'pending' THEN '{confirmed,cancelled}' WHEN 'confirmed' THEN '{processing,cancelled}'"
-    "  WHEN 'processing' THEN '{shipped,cancelled}' WHEN 'shipped' THEN '{delivered}'"
-    "  WHEN 'delivered' THEN '{returned}' ELSE '{}' END::order_status[] AS allowed FROM o),"
+    " v AS (SELECT o.id, o.order_status AS prev, o.version, " API_ALLOWED("o.order_status")
+    "  AS allowed FROM o),"
     " j AS (SELECT v.*, CASE WHEN $4::integer IS NOT NULL AND v.version <> $4::integer THEN 'stale'"
     "  WHEN NOT ($3::order_status = ANY (v.allowed)) THEN 'illegal' ELSE 'ok' END AS verdict FROM v),"
     " up AS (UPDATE orders x SET order_status = $3::order_status, version = x.version + 1,"
@@ -1204,4 +1213,366 @@ api_prepare_workflow(struct pg_pool *pg)
 	api_prepare_one(pg, "api_wf_stop_by_tiktok_id", api_wf_stop_sql, false);
 	api_prepare_one(pg, "api_wf_start_by_id", api_wf_start_sql, true);
 	api_prepare_one(pg, "api_wf_start_by_tiktok_id", api_wf_start_sql, false);
+}
+
+/* ---- POST /api/orders/bulk/status, GET /api/orders/bulk/{id} ------------ */
+
+static const char api_bulk_create_sql[] =
+    "INSERT INTO bulk_batches (user_id, target_status, reason, batch_size, total)"
+    " VALUES ($1::uuid, $2::order_status, $3, $4::integer, $5::integer) RETURNING id::text";
+
+/*
+ * One chunk of a batch, one transaction: each id is looked up among the
+ * caller's orders only (another creator's order is "not found"), judged
+ * against the state machine, changed with its history and audit rows, and
+ * its outcome stored.  An order named twice counts once.
+ */
+static const char api_bulk_chunk_sql[] =
+    "WITH req AS (SELECT r.k, (r.i + $4::integer)::integer AS n"
+    "  FROM unnest($3::text[]) WITH ORDINALITY AS r(k, i)),"
+    " m AS (SELECT req.k, req.n, o.id, o.order_status FROM req LEFT JOIN LATERAL"
+    "  (SELECT x.id, x.order_status FROM orders x WHERE x.user_id = $2::uuid AND"
+    "  (x.id = CASE WHEN req.k ~ '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'"
+    "  THEN req.k::uuid END OR x.tiktok_order_id = req.k) LIMIT 1 FOR UPDATE) o ON true),"
+    " j AS (SELECT m.*, CASE WHEN m.id IS NULL THEN 'not found'"
+    "  WHEN row_number() OVER (PARTITION BY m.id ORDER BY m.n) > 1"
+    "  THEN 'the same order is named earlier in the batch'"
+    "  WHEN NOT ($5::order_status = ANY (" API_ALLOWED("m.order_status") "))"
+    "  THEN 'an order that is ' || m.order_status || ' cannot become ' || $5 END AS error FROM m),"
+    " up AS (UPDATE orders x SET order_status = $5::order_status, version = x.version + 1,"
+    "  shipped_date = CASE WHEN $5::order_status = 'shipped' THEN coalesce(x.shipped_date, now())"
+    "  ELSE x.shipped_date END,"
+    "  delivered_date = CASE WHEN $5::order_status = 'delivered' THEN coalesce(x.delivered_date, now())"
+    "  ELSE x.delivered_date END"
+    "  FROM j WHERE x.id = j.id AND j.error IS NULL"
+    "  RETURNING x.id, x.user_id, x.tiktok_order_id, x.order_status, x.version),"
+    " hi AS (INSERT INTO order_status_history (order_id, user_id, previous_status, new_status,"
+    "  status_reason, changed_by, change_source, metadata)"
+    "  SELECT up.id, up.user_id, j.order_status, up.order_status, $6, $2::uuid, 'user',"
+    "  jsonb_build_object('bulk_batch_id', $1::text) FROM up JOIN j ON j.id = up.id"
+    "  AND j.error IS NULL RETURNING 1),"
+    " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
+    "  SELECT up.user_id, 'user:' || $2, 'order.status_changed', 'order', up.id::text,"
+    "  jsonb_build_object('order_status', j.order_status, 'version', up.version - 1),"
+    "  jsonb_build_object('order_status', up.order_status, 'version', up.version, 'reason', $6::text,"
+    "  'bulk_batch_id', $1::text) FROM up JOIN j ON j.id = up.id AND j.error IS NULL RETURNING 1),"
+    " it AS (INSERT INTO bulk_batch_items (batch_id, n, order_key, order_id, ok, error)"
+    "  SELECT $1::uuid, j.n, j.k, j.id, j.error IS NULL, j.error FROM j RETURNING 1),"
+    " bb AS (UPDATE bulk_batches SET processed = processed + (SELECT count(*) FROM up),"
+    "  failed = failed + (SELECT count(*) FROM j WHERE error IS NOT NULL)"
+    "  WHERE id = $1::uuid AND user_id = $2::uuid RETURNING 1)"
+    " SELECT (SELECT count(*) FROM up), (SELECT coalesce(json_agg(json_build_object("
+    "  'order_id', k, 'error', error) ORDER BY n) FILTER (WHERE error IS NOT NULL), '[]')::text FROM j),"
+    "  (SELECT string_agg(u.user_id || ' ' || u.id || ' ' || u.tiktok_order_id, E'\\n') FROM up u),"
+    "  (SELECT count(*) FROM it), (SELECT count(*) FROM bb), (SELECT count(*) FROM hi) + (SELECT count(*) FROM au)";
+
+static const char api_bulk_finish_sql[] =
+    "UPDATE bulk_batches SET state = $3, finished_at = now()"
+    " WHERE id = $1::uuid AND user_id = $2::uuid";
+
+static const char api_bulk_get_sql[] =
+    "SELECT json_build_object('batch_id', b.id, 'state', b.state, 'status', b.target_status,"
+    " 'reason', b.reason, 'batch_size', b.batch_size, 'total', b.total, 'processed', b.processed,"
+    " 'failed', b.failed, 'created_at', b.created_at, 'finished_at', b.finished_at,"
+    " 'items', (SELECT coalesce(json_agg(json_build_object('order_id', i.order_key, 'ok', i.ok,"
+    "  'error', i.error) ORDER BY i.n), '[]') FROM bulk_batch_items i WHERE i.batch_id = b.id))::text"
+    " FROM bulk_batches b WHERE b.id = $1::uuid AND b.user_id = $2::uuid";
+
+/* A bulk request in progress. */
+struct api_bulk {
+	char		**keys;
+	int		n, next, size;
+	char		status[16];
+	char		reason[256 * 4 + 1];
+	bool		has_reason;
+	char		batch_id[37];
+	long long	processed, failed;
+	bool		interrupted;	/* a chunk failed: the rest was not tried */
+	struct evbuffer	*errors;	/* the error objects so far, comma-separated */
+};
+
+static void
+api_bulk_free(struct api_call *c, struct api_bulk *bk)
+{
+	for (int i = 0; i < bk->n; i++)
+		free(bk->keys[i]);
+	free(bk->keys);
+	if (bk->errors != NULL)
+		evbuffer_free(bk->errors);
+	free(bk);
+	free(c);
+}
+
+static const char *
+api_bulk_fields(json_t *doc, struct api_bulk *bk, long long max)
+{
+	const char *k;
+	json_t *v, *e;
+	size_t i;
+
+	bk->size = 100;
+	json_object_foreach(doc, k, v) {
+		if (strcmp(k, "order_ids") == 0) {
+			if (!json_is_array(v) || json_array_size(v) == 0 ||
+			    (long long)json_array_size(v) > max)
+				return "\"order_ids\" must be an array of 1 to api.max_bulk ids";
+			bk->keys = xcalloc(json_array_size(v), sizeof(*bk->keys));
+			json_array_foreach(v, i, e) {
+				if (!json_is_string(e) || json_string_length(e) == 0 ||
+				    json_string_length(e) > 64 ||
+				    !api_text_ok(json_string_value(e), json_string_length(e)))
+					return "\"order_ids\" must hold order UUIDs or TikTok order ids";
+				bk->keys[bk->n++] = xstrdup(json_string_value(e));
+			}
+		} else if (strcmp(k, "status") == 0) {
+			if (!json_is_string(v) || api_index(api_order_statuses, json_string_value(v)) < 0)
+				return "\"status\" must be an order status";
+			snprintf(bk->status, sizeof(bk->status), "%s", json_string_value(v));
+		} else if (strcmp(k, "reason") == 0) {
+			if (json_is_null(v))
+				continue;
+			if (!json_is_string(v) || json_string_length(v) > 255 * 4 ||
+			    !api_text_ok(json_string_value(v), json_string_length(v)) ||
+			    api_chars(json_string_value(v)) > 255)
+				return "\"reason\" must be text of at most 255 characters";
+			snprintf(bk->reason, sizeof(bk->reason), "%s", json_string_value(v));
+			bk->has_reason = true;
+		} else if (strcmp(k, "batch_size") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+				return "\"batch_size\" must be an integer in 1..1000";
+			bk->size = (int)json_integer_value(v);
+		} else {
+			return "the body has a field this endpoint does not know";
+		}
+	}
+	if (bk->n == 0)
+		return "\"order_ids\" is required";
+	return bk->status[0] == '\0' ? "\"status\" is required" : NULL;
+}
+
+/* keys[from..to) as a PostgreSQL text[] literal, each element quoted. */
+static char *
+api_text_array(char **keys, int from, int to)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *out;
+
+	evbuffer_add(b, "{", 1);
+	for (int i = from; i < to; i++) {
+		evbuffer_add(b, i > from ? ",\"" : "\"", i > from ? 2 : 1);
+		for (const char *p = keys[i]; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				evbuffer_add(b, "\\", 1);
+			evbuffer_add(b, p, 1);
+		}
+		evbuffer_add(b, "\"", 1);
+	}
+	evbuffer_add(b, "}", 2);
+	out = xstrdup((const char *)evbuffer_pullup(b, -1));
+	evbuffer_free(b);
+	return out;
+}
+
+static void api_bulk_next(struct api_call *c, struct api_bulk *bk);
+
+/* Reply with what was done; the batch is marked done or interrupted. */
+static void
+api_bulk_reply(struct api_call *c, struct api_bulk *bk, const char *error)
+{
+	struct evbuffer *out;
+
+	if (error != NULL) {
+		log_warn("bulk status change interrupted", "batch=%s done=%lld error=%s", bk->batch_id,
+		    bk->processed + bk->failed, log_quote(error));
+		httpd_unavailable(c->hr, 1, bk->batch_id[0] == '\0' ? "the batch cannot be started now" :
+		    "the batch was interrupted; GET /api/orders/bulk/{batch_id} shows how far it got");
+		api_bulk_free(c, bk);
+		return;
+	}
+	out = evbuffer_new();
+	evbuffer_add_printf(out, "{\"success\":true,\"processed\":%lld,\"failed\":%lld,"
+	    "\"batch_id\":\"%s\",\"errors\":[", bk->processed, bk->failed, bk->batch_id);
+	evbuffer_add_buffer(out, bk->errors);
+	evbuffer_add(out, "]}", 2);
+	httpd_reply(c->hr, 200, "application/json", (const char *)evbuffer_pullup(out, -1),
+	    evbuffer_get_length(out));
+	evbuffer_free(out);
+	api_bulk_free(c, bk);
+}
+
+static void
+api_on_bulk_finish(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	const char *error = pg_batch_error(b);
+
+	api_bulk_reply(c, c->bulk, error != NULL ? error :
+	    c->bulk->interrupted ? "a chunk failed" : NULL);
+}
+
+/* Mark the batch finished (state "done" or "interrupted"), then reply. */
+static void
+api_bulk_finish(struct api_call *c, struct api_bulk *bk, const char *state)
+{
+	struct pg_batch *b = pg_batch_new(api_on_bulk_finish, c);
+
+	bk->interrupted = strcmp(state, "interrupted") == 0;
+	pg_batch_add(b, true, "api_bulk_finish", 3, (const char *[]){ bk->batch_id, c->creator, state });
+	if (pg_submit(c->hr->w->pg, b) != PG_OK)
+		api_bulk_reply(c, bk, "database unavailable");
+}
+
+static void
+api_on_bulk_chunk(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	struct api_bulk *bk = c->bulk;
+	PGresult *r = pg_batch_result(b, 0);
+	const char *errs;
+
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
+		const char *why = pg_batch_error(b) ? pg_batch_error(b) : "unexpected result";
+
+		log_warn("bulk chunk failed", "batch=%s error=%s", bk->batch_id, log_quote(why));
+		api_bulk_finish(c, bk, "interrupted");
+		return;
+	}
+	bk->processed += strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	errs = PQgetvalue(r, 0, 1);
+	if (strcmp(errs, "[]") != 0) {
+		size_t len = strlen(errs);
+
+		if (evbuffer_get_length(bk->errors) > 0)
+			evbuffer_add(bk->errors, ",", 1);
+		evbuffer_add(bk->errors, errs + 1, len - 2);
+	}
+	bk->failed = (long long)(bk->next + bk->size < bk->n ? bk->next + bk->size : bk->n) -
+	    bk->processed;
+	if (!PQgetisnull(r, 0, 2))
+		api_cache_forget_list(c->hr->w, PQgetvalue(r, 0, 2));
+	bk->next += bk->size;
+	api_bulk_next(c, bk);
+}
+
+static void
+api_bulk_next(struct api_call *c, struct api_bulk *bk)
+{
+	int to = bk->next + bk->size < bk->n ? bk->next + bk->size : bk->n;
+	char *arr, first[24];
+	struct pg_batch *b;
+
+	if (bk->next >= bk->n) {
+		api_bulk_finish(c, bk, "done");
+		return;
+	}
+	arr = api_text_array(bk->keys, bk->next, to);
+	snprintf(first, sizeof(first), "%d", bk->next);
+	b = pg_batch_new(api_on_bulk_chunk, c);
+	pg_batch_add(b, true, "api_bulk_chunk", 6, (const char *[]){ bk->batch_id, c->creator, arr,
+	    first, bk->status, bk->has_reason ? bk->reason : NULL });
+	free(arr);
+	if (pg_submit(c->hr->w->pg, b) != PG_OK)
+		api_bulk_finish(c, bk, "interrupted");
+}
+
+static void
+api_on_bulk_created(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	struct api_bulk *bk = c->bulk;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
+		api_bulk_reply(c, bk, pg_batch_error(b) ? pg_batch_error(b) : "unexpected result");
+		return;
+	}
+	snprintf(bk->batch_id, sizeof(bk->batch_id), "%s", PQgetvalue(r, 0, 0));
+	api_bulk_next(c, bk);
+}
+
+static void
+api_bulk_run(struct api_call *c)
+{
+	struct api_bulk *bk = xcalloc(1, sizeof(*bk));
+	json_t *doc = api_body(c->hr);
+	const char *bad;
+	char size[16], total[16];
+	struct pg_batch *b;
+
+	c->bulk = bk;
+	bk->errors = evbuffer_new();
+	if (doc == NULL) {
+		api_bulk_free(c, bk);
+		return;
+	}
+	bad = api_bulk_fields(doc, bk, c->hr->w->cfg->api.max_bulk);
+	json_decref(doc);
+	if (bad != NULL) {
+		httpd_error(c->hr, 400, "invalid_body", "%s", bad);
+		api_bulk_free(c, bk);
+		return;
+	}
+	snprintf(size, sizeof(size), "%d", bk->size);
+	snprintf(total, sizeof(total), "%d", bk->n);
+	b = pg_batch_new(api_on_bulk_created, c);
+	pg_batch_add(b, true, "api_bulk_create", 5, (const char *[]){ c->creator, bk->status,
+	    bk->has_reason ? bk->reason : NULL, size, total });
+	if (pg_submit(c->hr->w->pg, b) != PG_OK)
+		api_bulk_reply(c, bk, "database unavailable");
+}
+
+void
+api_bulk_status(struct httpd_req *hr)
+{
+	api_begin(hr, xcalloc(1, sizeof(struct api_call)), api_bulk_run);
+}
+
+static void
+api_on_bulk_get(struct pg_batch *b, void *arg)
+{
+	struct api_call *c = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL)
+		httpd_unavailable(c->hr, 1, "the batch cannot be read now");
+	else if (PQntuples(r) == 0)
+		httpd_error(c->hr, 404, "not_found", "no such batch");
+	else
+		httpd_reply(c->hr, 200, "application/json", PQgetvalue(r, 0, 0),
+		    (size_t)PQgetlength(r, 0, 0));
+	free(c);
+}
+
+static void
+api_bulk_get_run(struct api_call *c)
+{
+	struct pg_batch *b;
+
+	if (!api_uuid(c->hr->params[0])) {
+		httpd_error(c->hr, 404, "not_found", "no such batch");
+		free(c);
+		return;
+	}
+	b = pg_batch_new(api_on_bulk_get, c);
+
+	pg_batch_add(b, true, "api_bulk_get", 2, (const char *[]){ c->hr->params[0], c->creator });
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		free(c);
+	}
+}
+
+void
+api_bulk_get(struct httpd_req *hr)
+{
+	api_begin(hr, xcalloc(1, sizeof(struct api_call)), api_bulk_get_run);
+}
+
+static void
+api_prepare_bulk(struct pg_pool *pg)
+{
+	pg_pool_prepare(pg, "api_bulk_create", api_bulk_create_sql);
+	pg_pool_prepare(pg, "api_bulk_chunk", api_bulk_chunk_sql);
+	pg_pool_prepare(pg, "api_bulk_finish", api_bulk_finish_sql);
+	pg_pool_prepare(pg, "api_bulk_get", api_bulk_get_sql);
 }

@@ -49,6 +49,9 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
 	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },
 	{ "/api/orders", HTTPD_GET, api_orders_list },
+	/* before /api/orders/{id}/status, which would take "bulk" for an id */
+	{ "/api/orders/bulk/status", HTTPD_POST, api_bulk_status },
+	{ "/api/orders/bulk/{id}", HTTPD_GET, api_bulk_get },
 	{ "/api/orders/{id}", HTTPD_GET, api_order_get },
 	{ "/api/orders/{id}/status", HTTPD_POST, api_order_status },
 	{ "/api/orders/{id}/workflow", HTTPD_POST, api_order_workflow },

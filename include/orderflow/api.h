@@ -25,6 +25,8 @@ void api_orders_list(struct httpd_req *hr);
 void api_order_get(struct httpd_req *hr);
 void api_order_status(struct httpd_req *hr);
 void api_order_workflow(struct httpd_req *hr);
+void api_bulk_status(struct httpd_req *hr);
+void api_bulk_get(struct httpd_req *hr);
 /*
  * An order changed (committed): the cached copies of it must not be served
  * again.  Called by the status endpoints and by order processing.

@@ -402,3 +402,53 @@ def test_make_token_script_mints_tokens_the_daemon_accepts(api):
     assert r.status == 200, r
     bad = subprocess.run(["bash", script, "nope"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "UUID" in bad.stderr
+
+
+def post_bulk(d, who, body):
+    h = auth(who)
+    h["Content-Type"] = "application/json"
+    return d.post("/api/orders/bulk/status", json.dumps(body).encode(), headers=h)
+
+
+def test_bulk_status_mixed_batch(api):
+    a, ids = api.a, api.ids
+    body = {"order_ids": [ids["A1"], "77A2", ids["A3"], "no-such-order", ids["B1"], "77B1",
+                          ids["A1"], ids["A6"], "77A7"],
+            "status": "cancelled", "reason": "out of stock", "batch_size": 2}
+    r = post_bulk(api, a, body)
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["success"] is True and doc["processed"] == 3 and doc["failed"] == 6, doc
+    errors = {e["order_id"]: e["error"] for e in doc["errors"]}
+    assert set(errors) == {ids["A3"], "no-such-order", ids["B1"], "77B1", ids["A1"], ids["A6"]}, errors
+    assert errors[ids["B1"]] == errors["77B1"] == errors["no-such-order"] == "not found"
+    assert "shipped" in errors[ids["A3"]]
+    got = {n: api.pg.sql("SELECT order_status::text FROM orders WHERE order_number = %s",
+                         ("ORD-" + n,), dbname=api.dbname)[0][0] for n in ("A1", "A2", "A3", "A7", "B1")}
+    assert got == {"A1": "cancelled", "A2": "cancelled", "A3": "shipped", "A7": "cancelled",
+                   "B1": "pending"}
+    hist = api.pg.sql("SELECT count(*) FROM order_status_history WHERE change_source = 'user'"
+                      " AND metadata->>'bulk_batch_id' = %s", (doc["batch_id"],), dbname=api.dbname)
+    assert hist == [(3,)]
+    stored = api.get("/api/orders/bulk/" + doc["batch_id"], headers=auth(a))
+    assert stored.status == 200, stored
+    s = stored.json()
+    assert s["state"] == "done" and s["total"] == 9 and s["processed"] == 3 and s["failed"] == 6
+    assert [i["order_id"] for i in s["items"]] == body["order_ids"]
+    assert [i["ok"] for i in s["items"]] == [True, True, False, False, False, False, False, False, True]
+    # the batch is the caller's only
+    assert_error(api.get("/api/orders/bulk/" + doc["batch_id"], headers=auth(api.b)), 404, "not_found")
+    assert_error(api.get("/api/orders/bulk/nope", headers=auth(a)), 404, "not_found")
+    assert_error(api.get("/api/orders/bulk/" + doc["batch_id"]), 401, "unauthorized")
+
+
+def test_bulk_status_bad_bodies(api):
+    for body in ({"status": "cancelled"}, {"order_ids": [], "status": "cancelled"},
+                 {"order_ids": ["x"] * 10001, "status": "cancelled"},
+                 {"order_ids": [1], "status": "cancelled"}, {"order_ids": ["x" * 65], "status": "cancelled"},
+                 {"order_ids": ["x"], "status": "lost"}, {"order_ids": ["x"]},
+                 {"order_ids": ["x"], "status": "cancelled", "batch_size": 0},
+                 {"order_ids": ["x"], "status": "cancelled", "batch_size": 1001},
+                 {"order_ids": ["x"], "status": "cancelled", "other": True}):
+        assert_error(post_bulk(api, api.a, body), 400, "invalid_body")
+    assert api.pg.sql("SELECT count(*) FROM bulk_batches", dbname=api.dbname) == [(0,)]
