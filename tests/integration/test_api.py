@@ -452,3 +452,58 @@ def test_bulk_status_bad_bodies(api):
                  {"order_ids": ["x"], "status": "cancelled", "other": True}):
         assert_error(post_bulk(api, api.a, body), 400, "invalid_body")
     assert api.pg.sql("SELECT count(*) FROM bulk_batches", dbname=api.dbname) == [(0,)]
+
+
+def test_every_endpoint_keeps_creators_apart(api):
+    """Creator B tries every /api/orders route on creator A's data."""
+    import test_openapi
+    a, b, ids = api.a, api.b, api.ids
+    batch = post_bulk(api, a, {"order_ids": ["77A1"], "status": "confirmed"}).json()["batch_id"]
+    tried = {
+        ("/api/orders", "get"): lambda: listing(api, b, limit=200),
+        ("/api/orders/{id}", "get"): lambda: [api.get("/api/orders/" + k, headers=auth(b))
+                                              for k in (ids["A2"], "77A2")],
+        ("/api/orders/{id}/status", "post"): lambda: post_status(api, b, ids["A2"], {"status": "cancelled"}),
+        ("/api/orders/{id}/workflow", "post"): lambda: post_workflow(api, b, "77A2",
+                                                                     {"workflow_name": "return"}),
+        ("/api/orders/bulk/status", "post"): lambda: post_bulk(api, b, {"order_ids": [ids["A2"], "77A3"],
+                                                                        "status": "cancelled"}),
+        ("/api/orders/bulk/{id}", "get"): lambda: api.get("/api/orders/bulk/" + batch, headers=auth(b)),
+    }
+    routes = {(p, m) for p, ms in test_openapi.routes().items() if p.startswith("/api/orders")
+              for m in ms}
+    assert routes == set(tried), "a new /api/orders route needs a line here: %r" % (routes ^ set(tried))
+    doc = tried[("/api/orders", "get")]()
+    assert numbers(doc) == ["B1"] and doc["summary"]["total_orders"] == 1
+    assert doc["summary"]["total_amount"] == 1000
+    for r in tried[("/api/orders/{id}", "get")]():
+        assert_error(r, 404, "not_found")
+    assert_error(tried[("/api/orders/{id}/status", "post")](), 404, "not_found")
+    assert_error(tried[("/api/orders/{id}/workflow", "post")](), 404, "not_found")
+    bulk = tried[("/api/orders/bulk/status", "post")]().json()
+    assert bulk["processed"] == 0 and {e["error"] for e in bulk["errors"]} == {"not found"}
+    assert_error(tried[("/api/orders/bulk/{id}", "get")](), 404, "not_found")
+    # nothing of A's changed
+    assert api.pg.sql("SELECT order_number, order_status::text, version FROM orders WHERE user_id = %s"
+                      " AND order_number IN ('ORD-A2', 'ORD-A3') ORDER BY 1", (a,), dbname=api.dbname) == \
+        [("ORD-A2", "confirmed", 1), ("ORD-A3", "shipped", 1)]
+    assert api.pg.sql("SELECT count(*) FROM order_workflows", dbname=api.dbname) == [(0,)]
+
+
+def test_redis_down_rate_limit_falls_back_in_process(make_daemon, private_redis):
+    from ofcheck import metric_value, parse_metrics
+    d = make_daemon(redis=private_redis, workers=1,
+                    overrides={"auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "1", "burst": "2"},
+                               "redis": {"command_timeout": "300ms"}})
+    d.migrate()
+    a, ids = seed(d, "redis-down@example.com", ORDERS_A[:1])
+    d.start(migrate=False)
+    assert [d.get("/api/orders", headers=auth(a)).status for _ in range(3)] == [200, 200, 429]
+    private_redis.stop()
+    time.sleep(0.5)
+    # still answered, still limited: the worker's own bucket (a fresh one, full)
+    codes = [d.get("/api/orders/" + ids["A1"], headers=auth(a)).status for _ in range(4)]
+    assert codes[:2] == [200, 200] and 429 in codes[2:], codes
+    m = parse_metrics(d.get("/metrics").text)
+    assert metric_value(m, "orderflow_ratelimit_fallback_active") == 1
+    assert metric_value(m, "orderflow_ratelimit_fallback_total") >= 4
