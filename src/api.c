@@ -319,7 +319,7 @@ api_cursor(const char *v, struct api_list *l)
 static const char *
 api_list_param(struct api_list *l, const char *k, const char *v, const char **cursor)
 {
-	bool day;
+	bool day = false;
 
 	if (strcmp(k, "page") == 0)
 		return (l->page = api_number(v, API_PAGE_MAX)) < 0 ? "must be an integer in 1..100000" : NULL;
@@ -336,10 +336,11 @@ api_list_param(struct api_list *l, const char *k, const char *v, const char **cu
 		return l->has_from ? NULL : "must be an ISO 8601 date or date-time";
 	}
 	if (strcmp(k, "date_to") == 0) {
-		l->has_to = api_iso8601(v, &l->to_us, &day);
+		if (!(l->has_to = api_iso8601(v, &l->to_us, &day)))
+			return "must be an ISO 8601 date or date-time";
 		/* inclusive: the whole day, or the instant itself */
 		l->to_us += day ? 86400000000LL : 1;
-		return l->has_to ? NULL : "must be an ISO 8601 date or date-time";
+		return NULL;
 	}
 	if (strcmp(k, "search") == 0) {
 		size_t n = strlen(v);
