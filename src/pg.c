@@ -322,6 +322,12 @@ pg_conn_setup(struct pg_conn *c)
 	}
 	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)p->query_timeout);
 	pg_batch_add(b, false, sql, 0, NULL);
+	/*
+	 * JIT compiles every execution of a plan over jit_above_cost again: the
+	 * dashboard's one-shot list statements over a large creator paid
+	 * hundreds of milliseconds for it, for work that takes tens.
+	 */
+	pg_batch_add(b, false, "SET jit = off", 0, NULL);
 	pg_conn_set_state(c, PG_CONN_SETUP);
 	if (!pg_conn_send(c, b))
 		return;
