@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "orderflow/api.h"
@@ -75,8 +74,27 @@ static void api_prepare_status(struct pg_pool *pg);
 static void api_prepare_workflow(struct pg_pool *pg);
 static void api_prepare_bulk(struct pg_pool *pg);
 static bool api_order_id(struct httpd_req *hr, bool *by_uuid);
+static void api_begin_order(struct httpd_req *hr, api_run *run);
 
 /* ---- authentication, rate limit ---------------------------------------- */
+
+static void
+api_call_free(struct api_call *c)
+{
+	free(c->st);
+	free(c);
+}
+
+/* Send b for c; when the pool refuses, answer 503 and free c. */
+static void
+api_submit(struct api_call *c, struct pg_batch *b)
+{
+	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
+		httpd_unavailable(c->hr, 1, "database unavailable");
+		api_call_free(c);
+	}
+}
+
 
 static void
 api_on_limit(const struct rl_result *r, void *arg)
@@ -124,14 +142,9 @@ api_begin(struct httpd_req *hr, struct api_call *c, api_run *run)
 static bool
 api_uuid(const char *s)
 {
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	char lower[JWT_UUID_LEN + 1];
 
-	if (strlen(s) != sizeof(shape) - 1)
-		return false;
-	for (size_t i = 0; shape[i] != '\0'; i++)
-		if (shape[i] == '-' ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-			return false;
-	return true;
+	return jwt_uuid_parse(s, strlen(s), lower);
 }
 
 static int
@@ -582,10 +595,7 @@ api_list_run(struct api_call *c)
 	struct pg_batch *b = pg_batch_new(api_on_list, c);
 
 	api_list_statements(b, c);
-	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
-		httpd_unavailable(c->hr, 1, "database unavailable");
-		free(c);
-	}
+	api_submit(c, b);
 }
 
 void
@@ -743,28 +753,19 @@ api_order_query(struct api_call *c)
 
 	pg_batch_add(b, true, c->by_uuid ? "api_order_by_id" : "api_order_by_tiktok_id", 2,
 	    (const char *[]){ c->creator, c->hr->params[0] });
-	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
-		httpd_unavailable(c->hr, 1, "database unavailable");
-		free(c);
-	}
+	api_submit(c, b);
 }
 
 void
 api_order_get(struct httpd_req *hr)
 {
 	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
-	struct api_call *c;
-	bool by_uuid;
 
 	if (q != NULL && q[0] != '\0') {
 		httpd_error(hr, 400, "invalid_parameter", "this endpoint takes no query parameters");
 		return;
 	}
-	if (!api_order_id(hr, &by_uuid))
-		return;
-	c = xcalloc(1, sizeof(*c));
-	c->by_uuid = by_uuid;
-	api_begin(hr, c, api_order_run);
+	api_begin_order(hr, api_order_run);
 }
 
 void
@@ -827,24 +828,17 @@ static const char api_status_sql[] =
     "  (SELECT count(*) FROM hi) + (SELECT count(*) FROM au), j.id::text, (SELECT tiktok_order_id FROM o)"
     " FROM j";
 
+/* Bytes of a reason: 255 characters of UTF-8 and the NUL. */
+#define API_REASON_SIZE (255 * 4 + 1)
+
 /* A status change request, validated. */
 struct api_status {
 	char		status[16];
-	char		reason[256 * 4 + 1];
+	char		reason[API_REASON_SIZE];
 	bool		has_reason;
 	bool		notify, sync;
 	long long	version;	/* 0: not given */
 };
-
-static bool
-api_is_json(struct httpd_req *hr)
-{
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(hr->req), "Content-Type");
-	size_t n = strlen("application/json");
-
-	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
-	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
 
 /* The JSON object of the body; NULL when the request was answered (415, 400). */
 static json_t *
@@ -855,7 +849,7 @@ api_body(struct httpd_req *hr)
 	json_error_t jerr;
 	json_t *doc;
 
-	if (!api_is_json(hr)) {
+	if (!httpd_is_json(hr)) {
 		httpd_error(hr, 415, "unsupported_media_type", "Content-Type must be application/json");
 		return NULL;
 	}
@@ -904,6 +898,21 @@ api_chars(const char *s)
 	return n;
 }
 
+/* A status change's "reason": null, or text of at most 255 characters. */
+static bool
+api_reason(json_t *v, char out[API_REASON_SIZE], bool *has)
+{
+	if (json_is_null(v))
+		return true;
+	if (!json_is_string(v) || json_string_length(v) >= API_REASON_SIZE ||
+	    !api_text_ok(json_string_value(v), json_string_length(v)) ||
+	    api_chars(json_string_value(v)) > 255)
+		return false;
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	*has = true;
+	return true;
+}
+
 /* Fields of the status body into s; NULL or the message of a 400. */
 static const char *
 api_status_fields(json_t *doc, struct api_status *s)
@@ -917,14 +926,8 @@ api_status_fields(json_t *doc, struct api_status *s)
 				return "\"status\" must be an order status";
 			snprintf(s->status, sizeof(s->status), "%s", json_string_value(v));
 		} else if (strcmp(k, "reason") == 0) {
-			if (json_is_null(v))
-				continue;
-			if (!json_is_string(v) || json_string_length(v) > 255 * 4 ||
-			    !api_text_ok(json_string_value(v), json_string_length(v)) ||
-			    api_chars(json_string_value(v)) > 255)
+			if (!api_reason(v, s->reason, &s->has_reason))
 				return "\"reason\" must be text of at most 255 characters";
-			snprintf(s->reason, sizeof(s->reason), "%s", json_string_value(v));
-			s->has_reason = true;
 		} else if (strcmp(k, "notify_customer") == 0 || strcmp(k, "sync_to_tiktok") == 0) {
 			if (!json_is_boolean(v))
 				return k[0] == 'n' ? "\"notify_customer\" must be true or false" :
@@ -942,12 +945,6 @@ api_status_fields(json_t *doc, struct api_status *s)
 	return s->status[0] == '\0' ? "\"status\" is required" : NULL;
 }
 
-static void
-api_call_free(struct api_call *c)
-{
-	free(c->st);
-	free(c);
-}
 
 static void
 api_on_status(struct pg_batch *b, void *arg)
@@ -1014,10 +1011,7 @@ api_status_run(struct api_call *c)
 	pg_batch_add(b, true, c->by_uuid ? "api_status_by_id" : "api_status_by_tiktok_id", 7,
 	    (const char *[]){ c->creator, c->hr->params[0], s->status, s->version > 0 ? version : NULL,
 	    s->has_reason ? s->reason : NULL, s->notify ? "true" : "false", s->sync ? "true" : "false" });
-	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
-		httpd_unavailable(c->hr, 1, "database unavailable");
-		api_call_free(c);
-	}
+	api_submit(c, b);
 }
 
 /* The {id} of a request: a UUID or a TikTok order id; false when answered 400. */
@@ -1037,16 +1031,24 @@ api_order_id(struct httpd_req *hr, bool *by_uuid)
 	return true;
 }
 
+/* An /api/orders/{id}... request: check the id, then authenticate and run. */
+static void
+api_begin_order(struct httpd_req *hr, api_run *run)
+{
+	bool by_uuid;
+	struct api_call *c;
+
+	if (!api_order_id(hr, &by_uuid))
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->by_uuid = by_uuid;
+	api_begin(hr, c, run);
+}
+
 void
 api_order_status(struct httpd_req *hr)
 {
-	struct api_call *c = xcalloc(1, sizeof(*c));
-
-	if (!api_order_id(hr, &c->by_uuid)) {
-		free(c);
-		return;
-	}
-	api_begin(hr, c, api_status_run);
+	api_begin_order(hr, api_status_run);
 }
 
 static void api_prepare_one(struct pg_pool *pg, const char *name, const char *tmpl, bool by_uuid);
@@ -1177,22 +1179,13 @@ api_workflow_run(struct api_call *c)
 	pg_batch_add(b, true, c->by_uuid ? "api_wf_stop_by_id" : "api_wf_stop_by_tiktok_id", 4, params);
 	pg_batch_add(b, true, c->by_uuid ? "api_wf_start_by_id" : "api_wf_start_by_tiktok_id", 5, params);
 	free(wf.config);
-	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
-		httpd_unavailable(c->hr, 1, "database unavailable");
-		free(c);
-	}
+	api_submit(c, b);
 }
 
 void
 api_order_workflow(struct httpd_req *hr)
 {
-	struct api_call *c = xcalloc(1, sizeof(*c));
-
-	if (!api_order_id(hr, &c->by_uuid)) {
-		free(c);
-		return;
-	}
-	api_begin(hr, c, api_workflow_run);
+	api_begin_order(hr, api_workflow_run);
 }
 
 /* Prepare tmpl with its one "%s" replaced by the order lookup by UUID or TikTok id. */
@@ -1284,7 +1277,7 @@ struct api_bulk {
 	char		**keys;
 	int		n, next, size;
 	char		status[16];
-	char		reason[256 * 4 + 1];
+	char		reason[API_REASON_SIZE];
 	bool		has_reason;
 	char		batch_id[37];
 	long long	processed, failed;
@@ -1330,14 +1323,8 @@ api_bulk_fields(json_t *doc, struct api_bulk *bk, long long max)
 				return "\"status\" must be an order status";
 			snprintf(bk->status, sizeof(bk->status), "%s", json_string_value(v));
 		} else if (strcmp(k, "reason") == 0) {
-			if (json_is_null(v))
-				continue;
-			if (!json_is_string(v) || json_string_length(v) > 255 * 4 ||
-			    !api_text_ok(json_string_value(v), json_string_length(v)) ||
-			    api_chars(json_string_value(v)) > 255)
+			if (!api_reason(v, bk->reason, &bk->has_reason))
 				return "\"reason\" must be text of at most 255 characters";
-			snprintf(bk->reason, sizeof(bk->reason), "%s", json_string_value(v));
-			bk->has_reason = true;
 		} else if (strcmp(k, "batch_size") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
 				return "\"batch_size\" must be an integer in 1..1000";
@@ -1557,10 +1544,7 @@ api_bulk_get_run(struct api_call *c)
 	b = pg_batch_new(api_on_bulk_get, c);
 
 	pg_batch_add(b, true, "api_bulk_get", 2, (const char *[]){ c->hr->params[0], c->creator });
-	if (pg_submit(c->hr->w->pg, b) != PG_OK) {
-		httpd_unavailable(c->hr, 1, "database unavailable");
-		free(c);
-	}
+	api_submit(c, b);
 }
 
 void

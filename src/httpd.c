@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "orderflow/admin.h"
 #include "orderflow/api.h"
@@ -424,4 +425,14 @@ httpd_free(struct httpd *h)
 		return;
 	evhttp_free(h->http);
 	free(h);
+}
+
+bool
+httpd_is_json(struct httpd_req *hr)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(hr->req), "Content-Type");
+	size_t n = strlen("application/json");
+
+	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }

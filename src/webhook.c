@@ -140,16 +140,6 @@ webhook_event_free(struct webhook_event *ev)
 	free(ev);
 }
 
-static bool
-webhook_is_json(struct evhttp_request *req)
-{
-	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-	size_t n = strlen("application/json");
-
-	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
-	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* The app whose secret signs body with this header, or NULL. */
 static const struct shop_app *
 webhook_verify(struct shops *shops, const void *body, size_t len, const char *sig)
@@ -214,7 +204,7 @@ webhook_tiktok(struct httpd_req *hr)
 	json_error_t jerr;
 	json_t *doc;
 
-	if (!webhook_is_json(req)) {
+	if (!httpd_is_json(hr)) {
 		webhook_reject(wh, hr, WEBHOOK_REJ_CONTENT_TYPE, 415, "unsupported_media_type",
 		    "Content-Type must be application/json");
 		return;

@@ -57,6 +57,8 @@ void httpd_reply(struct httpd_req *hr, int status, const char *content_type,
 void httpd_reply_json(struct httpd_req *hr, int status, json_t *doc);
 void httpd_error(struct httpd_req *hr, int status, const char *code, const char *fmt, ...)
 	PRINTFLIKE(4, 5);
+/* Content-Type is application/json (parameters allowed). */
+bool httpd_is_json(struct httpd_req *hr);
 /* 503 with Retry-After, for a database that is down or a full queue. */
 void httpd_unavailable(struct httpd_req *hr, int retry_after_s, const char *why);
 
