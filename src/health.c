@@ -22,6 +22,7 @@
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
+#include "orderflow/stats.h"
 #include "orderflow/proc.h"
 #include "orderflow/ratelimit.h"
 #include "orderflow/rds.h"
@@ -423,6 +424,7 @@ health_metrics(struct httpd_req *hr)
 	webhook_metrics(out, hr->w->set);
 	proc_metrics(out, hr->w->set);
 	poll_metrics(out, hr->w->set);
+	stats_metrics(out, hr->w->set);
 	tt_metrics(out, hr->w->set);
 	ratelimit_metrics(out);
 	len = evbuffer_get_length(out);

@@ -24,8 +24,11 @@ enum pg_conn_state {
 	PG_CONN_CONNECTING,	/* PQconnectPoll in progress */
 	PG_CONN_SETUP,		/* connected; session settings and prepares in flight */
 	PG_CONN_IDLE,		/* ready for a batch */
-	PG_CONN_BUSY,		/* running c->batch */
+	PG_CONN_BUSY,		/* running the batches in c->sent */
 };
+
+/* Batches one connection may have in flight (see pg_idle_conn). */
+#define PG_PIPELINE_DEPTH 4
 
 static const char *const pg_state_names[] = { "down", "connecting", "setup", "idle", "busy" };
 
@@ -68,7 +71,8 @@ struct pg_conn {
 	struct event	*rd;		/* persistent read readiness */
 	struct event	*wr;		/* write readiness while output is pending */
 	struct event	*timer;		/* meaning depends on state, see top */
-	struct pg_batch	*batch;		/* in flight (BUSY, or the SETUP batch) */
+	struct pg_batch_list sent;	/* in flight, oldest first (BUSY, or SETUP's one) */
+	int		nsent;
 	int64_t		backoff;	/* next reconnect delay, ms */
 	bool		tried;		/* first connect attempt finished */
 	bool		was_up;		/* reached IDLE since the last failure */
@@ -276,7 +280,8 @@ static bool
 pg_conn_send(struct pg_conn *c, struct pg_batch *b)
 {
 	b->results = xcalloc((size_t)(b->ncmds ? b->ncmds : 1), sizeof(PGresult *));
-	c->batch = b;
+	TAILQ_INSERT_TAIL(&c->sent, b, entry);
+	c->nsent++;
 	for (int i = 0; i < b->ncmds; i++) {
 		struct pg_cmd *cmd = &b->cmds[i];
 		const char *const *vals = (const char *const *)cmd->values;
@@ -298,11 +303,14 @@ pg_conn_send(struct pg_conn *c, struct pg_batch *b)
 	return pg_conn_flush(c);
 }
 
+/* The query timeout runs for the oldest batch in flight: the one the server is on. */
 static void
 pg_conn_start_batch(struct pg_conn *c, struct pg_batch *b)
 {
+	bool first = c->nsent == 0;
+
 	pg_conn_set_state(c, PG_CONN_BUSY);
-	if (pg_conn_send(c, b))
+	if (pg_conn_send(c, b) && first)
 		pg_timer_add(c->timer, c->pool->query_timeout);
 }
 
@@ -349,7 +357,7 @@ pg_conn_setup(struct pg_conn *c)
 static void
 pg_conn_setup_sync(struct pg_conn *c)
 {
-	struct pg_batch *b = c->batch;
+	struct pg_batch *b = TAILQ_FIRST(&c->sent);
 
 	if (b->error != NULL) {
 		char *why = xasprintf("session setup failed: %s", b->error);
@@ -360,7 +368,8 @@ pg_conn_setup_sync(struct pg_conn *c)
 	}
 	if (--b->syncs > 0)
 		return;
-	c->batch = NULL;
+	TAILQ_REMOVE(&c->sent, b, entry);
+	c->nsent--;
 	pg_batch_free(b);
 	evtimer_del(c->timer);
 	c->backoff = c->pool->reconnect_min;
@@ -375,11 +384,15 @@ pg_conn_setup_sync(struct pg_conn *c)
 static void
 pg_conn_batch_done(struct pg_conn *c)
 {
-	struct pg_batch *b = c->batch;
+	struct pg_batch *b = TAILQ_FIRST(&c->sent);
 
-	c->batch = NULL;
-	evtimer_del(c->timer);
-	pg_conn_set_state(c, PG_CONN_IDLE);
+	TAILQ_REMOVE(&c->sent, b, entry);
+	if (--c->nsent > 0) {
+		pg_timer_add(c->timer, c->pool->query_timeout);
+	} else {
+		evtimer_del(c->timer);
+		pg_conn_set_state(c, PG_CONN_IDLE);
+	}
 	pg_batch_finish(c->pool, b, NULL);
 	pg_dispatch(c->pool);
 }
@@ -412,7 +425,7 @@ pg_conn_read(struct pg_conn *c)
 {
 	while (c->conn != NULL && !PQisBusy(c->conn)) {
 		PGresult *r = PQgetResult(c->conn);
-		struct pg_batch *b = c->batch;
+		struct pg_batch *b = TAILQ_FIRST(&c->sent);
 
 		if (r == NULL) {
 			if (b == NULL || !b->cur_seen)
@@ -553,12 +566,14 @@ static void
 pg_conn_fail(struct pg_conn *c, const char *why)
 {
 	struct pg_pool *p = c->pool;
-	struct pg_batch *b = c->batch;
+	struct pg_batch_list lost = TAILQ_HEAD_INITIALIZER(lost);
+	struct pg_batch *b;
 	enum pg_conn_state was = c->state;
 	char *reason = xstrdup(why != NULL && why[0] != '\0' ? why : "connection closed");
 
 	reason[strcspn(reason, "\n")] = '\0';
-	c->batch = NULL;
+	TAILQ_CONCAT(&lost, &c->sent, entry);
+	c->nsent = 0;
 	pg_conn_close(c);
 	pg_conn_set_state(c, PG_CONN_DOWN);
 	if (p->closing)
@@ -575,7 +590,8 @@ pg_conn_fail(struct pg_conn *c, const char *why)
 		pg_timer_add(c->timer, util_jitter(c->backoff));
 		c->backoff = c->backoff * 2 > p->reconnect_max ? p->reconnect_max : c->backoff * 2;
 	}
-	if (b != NULL) {
+	while ((b = TAILQ_FIRST(&lost)) != NULL) {
+		TAILQ_REMOVE(&lost, b, entry);
 		if (was == PG_CONN_SETUP)
 			pg_batch_free(b);
 		else
@@ -586,13 +602,28 @@ pg_conn_fail(struct pg_conn *c, const char *why)
 	free(reason);
 }
 
+/*
+ * Where a batch goes next: an idle connection, else the busy one with the
+ * fewest batches in flight, up to PG_PIPELINE_DEPTH.  Each batch ends in
+ * its own sync, so an error aborts only the rest of that batch; what the
+ * pipeline saves is the backend's and our wake-ups between batches, which
+ * dominate short reads on a loaded machine.
+ */
 static struct pg_conn *
 pg_idle_conn(struct pg_pool *p)
 {
-	for (int i = 0; i < p->size; i++)
-		if (p->conns[i].state == PG_CONN_IDLE)
-			return &p->conns[i];
-	return NULL;
+	struct pg_conn *best = NULL;
+
+	for (int i = 0; i < p->size; i++) {
+		struct pg_conn *c = &p->conns[i];
+
+		if (c->state == PG_CONN_IDLE)
+			return c;
+		if (c->state == PG_CONN_BUSY && c->nsent < PG_PIPELINE_DEPTH &&
+		    (best == NULL || c->nsent < best->nsent))
+			best = c;
+	}
+	return best;
 }
 
 /* Hand queued batches to idle connections. */
@@ -651,6 +682,7 @@ pg_pool_new(struct event_base *base, const struct config *cfg)
 		c->idx = i;
 		c->fd = -1;
 		c->state = PG_CONN_DOWN;
+		TAILQ_INIT(&c->sent);
 		c->backoff = p->reconnect_min;
 		c->timer = evtimer_new(base, pg_conn_on_timer, c);
 	}

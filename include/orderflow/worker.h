@@ -59,6 +59,7 @@ struct worker {
 	struct tt	*tt;		/* TikTok Shop API client and its breaker */
 	struct proc	*proc;		/* processing of stored webhook events */
 	struct poll	*poll;		/* polling reconciliation of this worker's shops */
+	struct stats	*stats;		/* the list summary's counters (worker 0) */
 	struct auth	*auth;		/* who calls the dashboard API */
 	struct ratelimit *ratelimit;	/* the dashboard API's token buckets */
 	struct twheel	*wheel;		/* retries, backoffs, breaker resets */

@@ -10,7 +10,9 @@
 #
 #  1. Starts a private PostgreSQL 15 and Redis (contrib/servers.sh) in a
 #     scratch directory /tmp/of-api-bench.XXXXXX, both on unix sockets only.
-#     fsync and synchronous_commit are forced on (and checked with SHOW).
+#     fsync and synchronous_commit are forced on (and checked with SHOW);
+#     PostgreSQL is restarted with shared_buffers = BENCH_SHARED_BUFFERS and,
+#     as root, huge pages (BENCH_HUGE_PAGES).
 #     Everything (servers, daemon, wrk, pgbench) is stopped and the scratch
 #     dir removed on exit, error, Ctrl-C or SIGTERM; scratch dirs left by a
 #     run that was killed (kill -9) are cleaned up at start.
@@ -24,18 +26,19 @@
 #     claims of contrib/make-token.sh, valid for a day), so every request
 #     uses the token of the order's creator (wrk Lua script rotating
 #     (id, token) pairs); the creator whose order count is nearest
-#     BENCH_LIST_ORDERS (1,000) for the list; the big creator.
+#     BENCH_LIST_ORDERS (1,000) for the list; the big creator.  Then
+#     pg_prewarm loads every table and index into shared_buffers.
 #  4. Starts orderflowd on a free loopback port with auth.jwt_secret set,
 #     ratelimit.rate = 0 (no limiter: it is measured separately) and
 #     api.order_cache_ttl = 0 (no cache).  The SQL of the list is taken from
 #     PostgreSQL's log (log_statement = all for one request) exactly as the
 #     daemon sends it for ?limit=50&status=BENCH_LIST_STATUS, and checked.
 #  5. Baselines: pgbench -n -M prepared -c 16 -j 2 -T BENCH_SECS with
-#       detail: \set n random(1, N); SELECT id, uid FROM bench_ids WHERE
-#               n = :n \gset; then api_order_sql of src/api.c with
-#               o.id = :id (two statements per transaction: the primary-key
-#               lookup of the id makes the baseline a little slower than
-#               the bare query);
+#       detail: \set n random(1, N); api_order_sql of src/api.c
+#               with its FROM ... WHERE replaced by "FROM bench_ids b JOIN
+#               orders o ON o.id = b.id AND o.user_id = b.uid WHERE b.n =
+#               :n" (one statement; the primary-key probe of bench_ids
+#               makes the baseline a little slower than the bare query);
 #       list:   the page and the summary statements of the list, in one
 #               pipeline (\startpipeline ... \endpipeline), as the daemon
 #               sends them (one round trip, one sync), for the 1k creator,
@@ -84,6 +87,17 @@
 #   BENCH_POOL_SIZE   orderflowd postgres.pool_size (default 4)
 #   BENCH_CACHE_TTL   api.order_cache_ttl of the cached run (default 300s)
 #   BENCH_PG_SETTINGS extra reloadable PostgreSQL settings, "name=value ..."
+#   BENCH_SHARED_BUFFERS PostgreSQL shared_buffers (default 4GB: the seeded
+#                     database, ~3 GB, fits, as on a production server)
+#   BENCH_HUGE_PAGES  auto (default) or off.  auto: when run as root, the
+#                     script reserves huge pages for shared_buffers
+#                     (vm.nr_hugepages, restored on exit and by the next
+#                     run after a kill -9) and starts PostgreSQL with
+#                     huge_pages=on.  With 4 kB pages each new backend
+#                     (pgbench's clients) page-faults its way into 4 GB of
+#                     shared memory, which on this VM costs pgbench ~3x
+#                     its throughput for the whole run; the daemon's
+#                     long-lived connections pay it only once.
 #   BENCH_READY_TIMEOUT seconds to wait for the daemon's /readyz (default 30)
 #   BENCH_KEEP_LOGS   a directory: the logs and raw outputs are copied there
 #
@@ -144,6 +158,8 @@ WORKERS=${BENCH_WORKERS:-0}
 POOL_SIZE=${BENCH_POOL_SIZE:-4}
 CACHE_TTL=${BENCH_CACHE_TTL:-300s}
 PG_SETTINGS=${BENCH_PG_SETTINGS:-}
+SHARED_BUFFERS=${BENCH_SHARED_BUFFERS:-4GB}
+HUGE_PAGES=${BENCH_HUGE_PAGES:-auto}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 KEEP_LOGS=${BENCH_KEEP_LOGS:-}
 LIMIT=50
@@ -172,6 +188,10 @@ for kv in $PG_SETTINGS; do
 		udie "BENCH_PG_SETTINGS: ${kv%%=*} cannot be changed here" ;;
 	esac
 done
+[[ $SHARED_BUFFERS =~ ^([1-9][0-9]*)(MB|GB)$ ]] || udie "BENCH_SHARED_BUFFERS: e.g. 512MB or 4GB"
+SHARED_MB=${BASH_REMATCH[1]}
+[ "${BASH_REMATCH[2]}" = MB ] || SHARED_MB=$(( SHARED_MB * 1024 ))
+case $HUGE_PAGES in auto|off) ;; *) udie "BENCH_HUGE_PAGES: auto or off" ;; esac
 CHILD_TIMEOUT=$(( SECS * 2 + 60 ))
 
 [ -x "$DAEMON" ] || die "$DAEMON not built (make -C $BUILDDIR)"
@@ -230,6 +250,7 @@ cleanup() {
 	stop_pid "$DAEMON_PID" orderflowd
 	[ -z "$REDIS_STARTED" ] || of_redis_stop "$SCRATCH/redis" >/dev/null 2>&1
 	[ -z "$PG_STARTED" ] || of_pg_stop "$SCRATCH/pg" >/dev/null 2>&1
+	restore_hugepages "$SCRATCH"
 	if [ -n "$KEEP_LOGS" ] && [ -n "$SCRATCH" ] && [ -d "$SCRATCH" ]; then
 		mkdir -p -- "$KEEP_LOGS" &&
 			find "$SCRATCH" -maxdepth 3 -type f \( -name '*.log' -o -name '*.out' -o -name '*.conf' \
@@ -245,6 +266,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
+
+# restore_hugepages DIR: put back the vm.nr_hugepages that DIR/nr_hugepages
+# recorded before this script raised it (after PostgreSQL has stopped).
+NR_HUGEPAGES=/proc/sys/vm/nr_hugepages
+restore_hugepages() {
+	local old
+	[ -n "$1" ] && [ -r "$1/nr_hugepages" ] || return 0
+	read -r old <"$1/nr_hugepages" || return 0
+	[[ $old =~ ^[0-9]+$ ]] || return 0
+	echo "$old" >"$NR_HUGEPAGES" 2>/dev/null && rm -f -- "$1/nr_hugepages"
+}
 
 # proc_starttime PID: field 22 of /proc/PID/stat (tells a reused pid apart).
 proc_starttime() {
@@ -293,6 +325,7 @@ cleanup_stale() {
 		# e.g. backends of a postmaster that was SIGKILLed
 		[ ! -d "$d/pg/pgdata" ] || _of_kill_leftovers postgres "$(realpath -m -- "$d/pg/pgdata")" || true
 		[ ! -d "$d/redis" ] || _of_kill_leftovers redis-server "$(realpath -m -- "$d/redis")" || true
+		restore_hugepages "$d"
 		rm -rf -- "$d"
 	done
 }
@@ -380,10 +413,36 @@ for kv in $PG_SETTINGS; do
 	psql_q -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" || die "cannot set ${kv%%=*}"
 done
 [ -z "$PG_SETTINGS" ] || psql_q -c "SELECT pg_reload_conf()" >/dev/null
+
+# shared_buffers and huge pages need a restart.
+hp=off
+if [ "$HUGE_PAGES" = auto ] && [ "$(id -u)" = 0 ] && [ -w "$NR_HUGEPAGES" ]; then
+	hp_size_kb=$(awk '/^Hugepagesize:/ { print $2 }' /proc/meminfo)
+	if [[ ${hp_size_kb:-} =~ ^[1-9][0-9]*$ ]]; then
+		read -r hp_old <"$NR_HUGEPAGES"
+		# shared_buffers plus PostgreSQL's other shared memory (~2 % + locks)
+		hp_want=$(( hp_old + (SHARED_MB + SHARED_MB / 16 + 256) * 1024 / hp_size_kb ))
+		echo "$hp_old" >"$SCRATCH/nr_hugepages"
+		echo "$hp_want" >"$NR_HUGEPAGES" 2>/dev/null || true
+		read -r hp_got <"$NR_HUGEPAGES"
+		if (( hp_got >= hp_want )); then
+			hp=on
+		else
+			log "only $hp_got of $hp_want huge pages could be reserved; using 4 kB pages"
+			restore_hugepages "$SCRATCH"
+		fi
+	fi
+fi
+[ "$hp" = on ] || log "huge pages not used (BENCH_HUGE_PAGES=$HUGE_PAGES, uid $(id -u)): new backends, pgbench's included, start slow"
+psql_q -c "ALTER SYSTEM SET shared_buffers = '${SHARED_MB}MB'" -c "ALTER SYSTEM SET huge_pages = '$hp'" >/dev/null ||
+	die "cannot set shared_buffers"
+log "restarting PostgreSQL with shared_buffers=${SHARED_MB}MB huge_pages=$hp"
+of_pg_stop "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 || die "of_pg_stop failed"
+of_pg_start "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 || { cat "$SCRATCH/pg-start.log" >&2; die "PostgreSQL did not restart"; }
 sleep 0.2
 pg_durable=$(psql_q -c "SHOW fsync" -c "SHOW synchronous_commit" | tr '\n' ' ')
 [ "$pg_durable" = "on on " ] || die "PostgreSQL is not durable (fsync synchronous_commit = $pg_durable)"
-PG_INFO=$(psql_q -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','shared_buffers','effective_cache_size','work_mem','jit','max_connections')")
+PG_INFO=$(psql_q -F ' ' -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','shared_buffers','huge_pages','effective_cache_size','work_mem','jit','max_connections')")
 log "PostgreSQL: $PG_INFO"
 
 redis_cli() { /usr/bin/redis-cli -s "$OF_REDIS_SOCKET" "$@"; }
@@ -467,6 +526,11 @@ NCREATORS_SAMPLE=$(psql_q -c "SELECT count(DISTINCT uid) FROM bench_ids")
 [ "$NIDS" -gt 0 ] || die "bench_ids is empty"
 log "detail sample: $NIDS orders of $NCREATORS_SAMPLE creators"
 psql_q -F $'\t' -c "SELECT id, uid FROM bench_ids ORDER BY n" >"$SCRATCH/detail-ids.tsv"
+# Both sides start with the tables and indexes in shared_buffers (as far as they fit).
+log "loading the tables and indexes into shared_buffers (pg_prewarm)"
+psql_q -c "CREATE EXTENSION IF NOT EXISTS pg_prewarm" \
+	-c "SELECT sum(pg_prewarm(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')" >/dev/null || die "pg_prewarm failed"
 
 # Tokens: the claims of contrib/make-token.sh (sub, aud, role, iat, exp),
 # HS256 with the daemon's secret, valid for a day; one per creator.
@@ -561,7 +625,7 @@ psql_q -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/
 [ "$st" = 200 ] || { cat "$SCRATCH/list1k.json" >&2; die "list request answered $st"; }
 [ "$st2" = 200 ] || { cat "$SCRATCH/detail1.json" >&2; die "detail request answered $st2"; }
 tail -n +"$((marker + 1))" "$OF_PG_LOG" >"$SCRATCH/captured.log"
-PAGE_SQL=$(sed -n 's/^.*execute <unnamed>: \(SELECT coalesce(json_agg.*\)$/\1/p' "$SCRATCH/captured.log" | head -n 1)
+PAGE_SQL=$(sed -n 's/^.*execute <unnamed>: \(SELECT row_to_json(o)::text.*\)$/\1/p' "$SCRATCH/captured.log" | head -n 1)
 DETAIL_SQL_LOGGED=$(sed -n 's/^.*execute api_order_by_id: \(SELECT .*\)$/\1/p' "$SCRATCH/captured.log" | head -n 1)
 SUM_SQL=$(sed -n 's/^.*execute <unnamed>: \(SELECT coalesce(sum(g\.n).*\)$/\1/p' "$SCRATCH/captured.log" | head -n 1)
 [ -n "$PAGE_SQL" ] && [ -n "$SUM_SQL" ] || { cat "$SCRATCH/captured.log" >&2; die "the list statements are not in PostgreSQL's log"; }
@@ -590,16 +654,21 @@ m = re.search(r'static const char api_order_sql\[\] =\s*((?:"(?:[^"\\]|\\.)*"\s*
 if not m:
     sys.exit("api_order_sql not found")
 parts = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
-s = "".join(parts)
+s = "".join(parts).replace('\\"', '"')
 if "\\" in s:
-    sys.exit("escapes in api_order_sql")
+    sys.exit("escapes other than \\\" in api_order_sql")
 print(s + "o.id = $2::uuid")
 EOF
 ) || die "cannot read api_order_sql from src/api.c"
+# One statement: the id and its creator come from bench_ids by primary key
+# in the same statement (one more index probe than the daemon's query, no
+# extra round trip).
+DETAIL_FROM=' FROM orders o WHERE o.user_id = $1::uuid AND o.id = $2::uuid'
+[[ $DETAIL_SQL == *"$DETAIL_FROM" ]] || die "unexpected end of the detail statement: $DETAIL_SQL"
 {
 	echo "\\set n random(1, $NIDS)"
-	echo 'SELECT id, uid FROM bench_ids WHERE n = :n \gset'
-	printf '%s;\n' "$DETAIL_SQL" | sed -e 's/\$1::/:uid::/g; s/\$2::/:id::/g'
+	printf '%s FROM bench_ids b JOIN orders o ON o.id = b.id AND o.user_id = b.uid WHERE b.n = :n;\n' \
+		"${DETAIL_SQL%"$DETAIL_FROM"}"
 } >"$SCRATCH/pgbench-detail.sql"
 [ "$DETAIL_SQL" = "$DETAIL_SQL_LOGGED" ] ||
 	warn "the detail statement in PostgreSQL's log differs from api_order_sql of src/api.c: $DETAIL_SQL_LOGGED"
@@ -863,7 +932,7 @@ lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }' && echo 1 || echo 0; }
 	echo "$SEEDED"
 	echo "data detail_sample=$NIDS orders of $NCREATORS_SAMPLE creators (one JWT per creator, wrk rotates (id, token) pairs) list_1k creator=$LIST_UID orders=$LIST_N filtered=$LIST_1K_TOTAL list_200k creator=$BIG_UID orders=$BIG filtered=$BIG_TOTAL status=$LIST_STATUS limit=$LIMIT"
 	echo "baseline pgbench detail c=$PGB_CLIENTS j=$PGB_JOBS tps median=$(fmt "$(med pgb_detail)") runs=$(joinruns 0 ${R[pgb_detail:rate]})" \
-		"p50_ms=$(fmt "$(median ${R[pgb_detail:p50]})" 3) p99_ms=$(fmt "$(median ${R[pgb_detail:p99]})" 3) (bench_ids lookup + api_order_by_id per transaction)"
+		"p50_ms=$(fmt "$(median ${R[pgb_detail:p50]})" 3) p99_ms=$(fmt "$(median ${R[pgb_detail:p99]})" 3) (api_order_by_id's statement joined to bench_ids by primary key)"
 	echo "detail c=$CONNS req_per_s $(fig detail)"
 	echo "ratio detail/pgbench=$(ratio detail pgb_detail)"
 	echo "detail_cached c=$CONNS req_per_s $(fig detail_cached) pg_xact_per_req median=$(fmt "$(median ${R[detail_cached:xact]})" 3)"

@@ -474,7 +474,7 @@ done
 sleep 0.2
 pg_durable=$(psql_q -c "SHOW fsync" -c "SHOW synchronous_commit" | tr '\n' ' ')
 [ "$pg_durable" = "on on " ] || die "PostgreSQL is not durable (fsync synchronous_commit = $pg_durable)"
-PG_INFO=$(psql_q -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size','commit_delay','wal_buffers','full_page_writes')")
+PG_INFO=$(psql_q -F ' ' -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size','commit_delay','wal_buffers','full_page_writes')")
 log "PostgreSQL: $PG_INFO"
 
 # ---------------------------------------------------------------- config, schema, shop

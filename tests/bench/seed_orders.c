@@ -53,7 +53,8 @@
  * missing, dashboard queries on the same database are slow; a seed_orders
  * killed with SIGKILL leaves them missing (it prints their definitions when
  * it cannot rebuild them).  As superuser, the load sets wal_compression for
- * its own sessions.  Finally ANALYZE on the five tables.
+ * its own sessions.  Then the summary counters the load's triggers queued
+ * (order_stats_delta) are folded, and finally ANALYZE on the six tables.
  *
  * Progress goes to stderr; at the end one line goes to stdout:
  *   seeded orders=N items=M creators=C seconds=S orders_per_s=R
@@ -1268,6 +1269,31 @@ seed_exec(PGconn *conn, struct seed_job *job, const char *sql)
 	return ok;
 }
 
+/*
+ * Fold the deltas the load appended to order_stats_delta (sql/006) into
+ * order_stats, so the first summaries do not read them; stops when a
+ * running orderflowd holds the roll-up (it folds them itself).
+ */
+static void
+seed_fold_stats(PGconn *conn)
+{
+	long long n;
+
+	seed_progress("folding the summary counters");
+	do {
+		PGresult *res = PQexec(conn, "SELECT order_stats_rollup(100000)");
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+			fprintf(stderr, "seed_orders: warning: order_stats_rollup: %s",
+			    PQresultErrorMessage(res));
+			PQclear(res);
+			return;
+		}
+		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	} while (n == 100000);
+}
+
 /* COPY the rows in b (text format) with the statement sql; empties b. */
 static bool
 seed_copy(PGconn *conn, struct seed_job *job, const char *sql, struct seed_buf *b)
@@ -1739,8 +1765,10 @@ main(int argc, char **argv)
 		PQfinish(jobs[j].conn);
 	if (!ok)
 		seed_fatal("nothing seeded");
+	seed_fold_stats(conn);
 	seed_progress("analyzing");
-	if (!seed_exec(conn, NULL, "ANALYZE creators, shops, orders, order_items, order_status_history"))
+	if (!seed_exec(conn, NULL, "ANALYZE creators, shops, orders, order_items, order_status_history,"
+	    " order_stats"))
 		exit(1);
 	PQfinish(conn);
 	if (out != NULL)

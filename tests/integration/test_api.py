@@ -5,6 +5,8 @@
 # Runs under Debian's /usr/bin/python3 (see tests/run-checks.sh).
 
 import base64
+import datetime
+import decimal
 import hashlib
 import hmac
 import json
@@ -16,7 +18,7 @@ import urllib.parse
 import pytest
 
 import test_sync
-from ofcheck import assert_error
+from ofcheck import assert_error, metric_value
 from test_sync import certs, fake  # noqa: F401  (fixtures)
 
 SECRET = "api-test-secret-0123456789"
@@ -161,6 +163,101 @@ def test_filters_search_and_sort(api):
     assert doc["summary"]["total_orders"] == 2 and doc["summary"]["total_amount"] == 47
     assert doc["summary"]["status_breakdown"]["delivered"] == 2
     assert doc["summary"]["status_breakdown"]["pending"] == 0
+
+
+def bound(text, upper):
+    """The instant a date_from/date_to value names; date_to is inclusive (a whole day or +1 us)."""
+    if len(text) == 10:
+        t = datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc)
+        return t + datetime.timedelta(days=1) if upper else t
+    t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t + datetime.timedelta(microseconds=1) if upper else t
+
+
+def expected_summary(rows, params):
+    """The summary computed in Python from the creator's rows (order_date, status, wf, total)."""
+    st = params.get("status", "").split(",") if params.get("status") else None
+    wf = params.get("workflow_status", "").split(",") if params.get("workflow_status") else None
+    lo = bound(params["date_from"], False) if "date_from" in params else None
+    hi = bound(params["date_to"], True) if "date_to" in params else None
+    keep = [r for r in rows if (st is None or r[1] in st) and (wf is None or r[2] in wf)
+            and (lo is None or r[0] >= lo) and (hi is None or r[0] < hi)]
+    breakdown = {s: 0 for s in ("pending", "confirmed", "processing", "shipped", "delivered",
+                                "cancelled", "returned")}
+    for r in keep:
+        breakdown[r[1]] += 1
+    return len(keep), sum((r[3] for r in keep), decimal.Decimal(0)), breakdown
+
+
+SUMMARY_FILTERS = [
+    {"status": s, "workflow_status": w, "date_from": f, "date_to": t}
+    for s in (None, "delivered,shipped,confirmed")
+    for w in (None, "completed,shipped,validated")
+    for f in (None, "2026-01-06", "2026-01-06T11:00:00+01:00", "2026-01-07T10:00:00Z", "2026-01-07T10:00:01Z")
+    for t in (None, "2026-01-07", "2026-01-06T23:59:59Z", "2026-02-01T00:00:00Z", "2026-01-07T10:00:00Z")
+]
+
+
+def check_summaries(d, who):
+    rows = d.pg.sql("SELECT order_date, order_status::text, workflow_status::text, total_amount"
+                    " FROM orders WHERE user_id = %s", (who,), dbname=d.dbname)
+    checked = 0
+    for f in SUMMARY_FILTERS:
+        params = {k: v for k, v in f.items() if v is not None}
+        if "date_from" in params and "date_to" in params and \
+                bound(params["date_from"], False) >= bound(params["date_to"], True):
+            continue
+        n, total, breakdown = expected_summary(rows, params)
+        doc = listing(d, who, **params)["summary"]
+        assert (doc["total_orders"], decimal.Decimal(str(doc["total_amount"])), doc["status_breakdown"]) == \
+            (n, total, breakdown), params
+        checked += 1
+    return checked
+
+
+def test_summary_is_exact_before_and_after_the_roll_up(api):
+    a, ids = api.a, api.ids
+    # Hold the roll-up's lock: the daemon's roll-up must find it taken.
+    lock = api.pg.connect(dbname=api.dbname)
+    lock.cursor().execute("SELECT pg_advisory_lock(hashtext('orderflow.order_stats_rollup'))")
+    assert post_status(api, a, ids["A2"], {"status": "processing"}).status == 200
+    assert post_status(api, a, ids["A2"], {"status": "shipped"}).status == 200
+    sql = lambda q, args=None: api.pg.sql(q, args, dbname=api.dbname)  # noqa: E731
+    # an order moves to another day and changes its amount; one is added and removed again
+    sql("UPDATE orders SET order_date = '2026-01-06T23:30:00Z', total_amount = 11.11 WHERE id = %s", (ids["A1"],))
+    sql("UPDATE orders SET workflow_status = 'shipped' WHERE id = %s", (ids["A4"],))
+    cid, extra = seed(api, "c@example.com", [("C1", "pending", "new", "2026-01-07T12:00:00Z", "3.00",
+                                               "Carl", "carl@x.test")])
+    sql("DELETE FROM order_items WHERE order_id = %s", (extra["C1"],))
+    sql("DELETE FROM order_status_history WHERE order_id = %s", (extra["C1"],))
+    sql("UPDATE orders SET user_id = %s, shop_id = (SELECT shop_id FROM orders WHERE id = %s)"
+        " WHERE id = %s", (a, ids["A1"], extra["C1"]))
+    sql("INSERT INTO orders (user_id, shop_id, tiktok_order_id, order_number, order_status, subtotal, tax,"
+        " total_amount, customer_name, customer_email, shipping_address, order_date)"
+        " SELECT user_id, shop_id, '77GONE', 'ORD-GONE', 'delivered', 1, 0, 1, 'x', 'x@x.test', '{}',"
+        " '2026-01-07T01:00:00Z' FROM orders WHERE id = %s", (ids["A1"],))
+    sql("DELETE FROM orders WHERE order_number = 'ORD-GONE'")
+    assert sql("SELECT count(*) FROM order_stats_delta WHERE user_id = %s", (a,))[0][0] > 0
+    checked = check_summaries(api, a)
+    assert checked > 80
+    # creator b's summary is its own
+    assert listing(api, api.b)["summary"]["total_orders"] == 1
+    # the daemon folds the deltas once the lock is free, and drops counters that reach zero
+    lock.close()
+    deadline = time.time() + 15
+    while sql("SELECT count(*) FROM order_stats_delta")[0][0] > 0:
+        assert time.time() < deadline, "the deltas were not folded"
+        time.sleep(0.1)
+    assert sql("SELECT count(*) FROM order_stats WHERE orders = 0")[0][0] == 0
+    live = ("SELECT user_id, (order_date AT TIME ZONE 'UTC')::date, order_status, workflow_status,"
+            " count(*), sum(total_amount) FROM orders GROUP BY 1, 2, 3, 4")
+    kept = "SELECT user_id, day, order_status, workflow_status, orders, amount FROM order_stats"
+    assert sql("SELECT count(*) FROM ((%s EXCEPT %s) UNION ALL (%s EXCEPT %s)) x" % (live, kept, kept, live)
+               )[0][0] == 0
+    assert check_summaries(api, a) == checked
+    m = test_sync.metrics(api)
+    assert metric_value(m, "orderflow_order_stats_folded_total") > 0
+    assert metric_value(m, "orderflow_order_stats_rollup_failures_total") == 0
 
 
 def test_pages_and_cursor_never_repeat_or_skip(api):

@@ -1,6 +1,8 @@
 # The PostgreSQL pool's limits: a query that outlives postgres.query_timeout
-# costs its connection (which comes back), and a full wait queue refuses at
-# once instead of queueing without bound.
+# costs its connection (which comes back), and once the connections carry
+# all they may (one running and three pipelined batches each) and the wait
+# queue is full, a request is refused at once instead of queueing without
+# bound.
 
 import ofharness
 from ofcheck import Background, LockedOrders, assert_json_response
@@ -36,15 +38,17 @@ def test_full_wait_queue_refuses_at_once(make_daemon):
     try:
         busy = Background(d)            # takes the only connection, blocks on the lock
         lock.wait_waiters(1)
+        # pipelined behind it on the same connection (PG_PIPELINE_DEPTH 4 in src/pg.c)
+        piped = [Background(d) for _ in range(3)]
         queued = Background(d)          # waits in the queue (room for one)
         ofharness.wait_for(lambda: "orderflow_pg_wait_queue 1" in d.get("/metrics").text,
                            5, 0.05, "one batch in the wait queue")
         r = d.get("/api/health/orders", timeout=5)     # no room: refused, not queued
         doc, db = _database_check(r)
         assert r.status == 503 and db["status"] == "unhealthy", doc
-        assert busy.result is None and queued.result is None
+        assert all(bg.result is None for bg in [busy, queued] + piped)
     finally:
         lock.release()
-    for bg in (busy, queued):
+    for bg in [busy, queued] + piped:
         res = bg.join()
         assert not isinstance(res, Exception) and res.status == 200, res
