@@ -3,8 +3,13 @@
  *
  * Callers build a batch (one or more statements), submit it, and get one
  * callback when every result is in.  A batch goes to one connection as a
- * libpq pipeline ending in a single sync, so a batch of BEGIN ... COMMIT
- * costs one round trip and is atomic.  Statements registered with
+ * libpq pipeline ending in a single sync, so its statements cost one
+ * round trip and run as one implicit transaction: atomic, and a failure
+ * ends at the sync.  (Never put BEGIN ... COMMIT in a batch: a failure
+ * would leave the transaction block aborted for the batches behind it.)
+ * When no connection is idle, a batch
+ * is sent behind those in flight on the least loaded connection (up to 4
+ * per connection), else it waits in the queue.  Statements registered with
  * pg_pool_prepare are prepared on every connection as it comes up.
  *
  * Connections are opened with PQconnectStart/PQconnectPoll on the worker's
