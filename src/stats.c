@@ -20,7 +20,8 @@
 #define STATS_INTERVAL_MS 1000
 /* Deltas per call: one short transaction, even after a backlog. */
 #define STATS_BATCH 20000
-#define STATS_BATCH_S "20000"
+#define STATS_STR(x) #x
+#define STATS_XSTR(x) STATS_STR(x)
 
 struct stats {
 	struct worker	*w;
@@ -86,7 +87,7 @@ stats_on_timer(struct twheel_timer *t)
 	struct stats *st = container_of(t, struct stats, timer);
 	struct pg_batch *b = pg_batch_new(stats_on_rollup, st);
 
-	pg_batch_add(b, true, "stats_rollup", 1, (const char *[]){ STATS_BATCH_S });
+	pg_batch_add(b, true, "stats_rollup", 1, (const char *[]){ STATS_XSTR(STATS_BATCH) });
 	if (pg_submit(st->w->pg, b) != PG_OK) {
 		stats_add(&st->failures, 1);
 		stats_schedule(st, STATS_INTERVAL_MS);
