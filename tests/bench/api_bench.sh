@@ -164,12 +164,10 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 KEEP_LOGS=${BENCH_KEEP_LOGS:-}
 LIMIT=50
 
-log() { echo "api_bench: $*" >&2; }
-die() { echo "api_bench: error: $*" >&2; exit 1; }
-udie() { echo "api_bench: $*" >&2; exit 2; }
+BENCH_NAME=api_bench
+# shellcheck source=lib.sh
+. "$SRCDIR/tests/bench/lib.sh"
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-is_posint() { [[ $1 =~ ^0*[1-9][0-9]*$ ]]; }
 for v in SECS RUNS ORDERS CREATORS DETAIL_IDS LIST_ORDERS DEEP_PAGE BULK CONNS LAT_CONNS \
 	WRK_THREADS PGB_CLIENTS PGB_JOBS POOL_SIZE SEED; do
 	is_posint "${!v}" || udie "BENCH_${v/PGB_/PGBENCH_} must be a positive integer: ${!v}"
@@ -222,22 +220,6 @@ PG_STARTED=
 REDIS_STARTED=
 CLEANED=
 
-# stop_pid PID NAME: SIGTERM, up to 20 s grace, then SIGKILL.
-stop_pid() {
-	local pid=$1 name=$2 i
-	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "$name (pid $pid) ignored SIGTERM, killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
@@ -277,121 +259,13 @@ restore_hugepages() {
 	[[ $old =~ ^[0-9]+$ ]] || return 0
 	echo "$old" >"$NR_HUGEPAGES" 2>/dev/null && rm -f -- "$1/nr_hugepages"
 }
+# what a killed run left besides its processes and servers
+bench_stale_extra() { restore_hugepages "$1"; }
 
-# proc_starttime PID: field 22 of /proc/PID/stat (tells a reused pid apart).
-proc_starttime() {
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo "${20}"
-}
+bench_cleanup_stale "$SCRATCH_PREFIX" loadgen orderflowd
+SCRATCH=$(bench_new_scratch "$SCRATCH_PREFIX") || die "cannot create a scratch directory"
 
-# kill_recorded DIR NAME: end the process whose pid DIR/NAME.pid records,
-# if it still runs with DIR on its command line (else the pid was reused).
-kill_recorded() {
-	local dir=$1 name=$2 pid
-	[ -r "$dir/$name.pid" ] || return 0
-	pid=$(head -n 1 "$dir/$name.pid" 2>/dev/null) || return 0
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 0
-	log "stale run $dir: stopping its $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
-# Scratch dirs of earlier runs that died without their cleanup (kill -9,
-# power loss of the terminal...): stop what they left running, remove them.
-cleanup_stale() {
-	local d pid st now
-	now=$(date +%s)
-	for d in "$SCRATCH_PREFIX"*; do
-		[ -d "$d" ] || continue
-		if [ -r "$d/owner" ]; then
-			read -r pid st <"$d/owner" || true
-			if [ -n "${pid:-}" ] && [ "$(proc_starttime "$pid" 2>/dev/null)" = "${st:-}" ]; then
-				continue	# a run in progress
-			fi
-		elif (( now - $(stat -c %Y -- "$d") < 60 )); then
-			continue	# just being set up by another run
-		fi
-		log "removing stale scratch dir $d"
-		kill_recorded "$d" loadgen
-		kill_recorded "$d" orderflowd
-		of_redis_stop "$d/redis" >/dev/null 2>&1 || true
-		of_pg_stop "$d/pg" >/dev/null 2>&1 || true
-		# e.g. backends of a postmaster that was SIGKILLed
-		[ ! -d "$d/pg/pgdata" ] || _of_kill_leftovers postgres "$(realpath -m -- "$d/pg/pgdata")" || true
-		[ ! -d "$d/redis" ] || _of_kill_leftovers redis-server "$(realpath -m -- "$d/redis")" || true
-		restore_hugepages "$d"
-		rm -rf -- "$d"
-	done
-}
-
-cleanup_stale
-SCRATCH=$(mktemp -d "${SCRATCH_PREFIX}XXXXXX")
-echo "$$ $(proc_starttime $$)" >"$SCRATCH/owner"
-# servers.sh runs the servers as an unprivileged user when we are root and
-# creates DIR itself: that user must reach the scratch dir.
-chmod 0755 "$SCRATCH"
-
-# ---------------------------------------------------------------- helpers
-free_ports() { # N: N distinct free loopback TCP ports
-	"$PY" -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
-http_status() { # PORT PATH -> status or 000
-	"$PY" -c '
-import http.client, sys
-try:
-    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-    c.request("GET", sys.argv[2])
-    print(c.getresponse().status)
-except Exception:
-    print("000")
-' "$1" "$2"
-}
-
-psql_q() { "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" "$@"; }
-
-median() { # numbers -> median
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR == 0) { print "nan"; exit }
-		      if (NR % 2) printf "%.4f\n", v[(NR + 1) / 2];
-		      else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "nan" || v == "") print "nan"; else printf "%.*f\n", d, v }'; }
-joinruns() { # DECIMALS numbers -> a,b,c
-	local d=$1 out="" v
-	shift
-	for v in "$@"; do out="$out${out:+,}$(fmt "$v" "$d")"; done
-	echo "$out"
-}
-div() { awk -v a="$1" -v b="$2" -v m="${3:-1}" 'BEGIN { if (b > 0) printf "%.4f\n", a * m / b; else print "nan" }'; }
 maxof() { printf '%s\n' "$@" | sort -n | tail -n 1; }
-
-WARNINGS=0
-warn() { echo "WARNING $*"; log "WARNING $*"; WARNINGS=$((WARNINGS + 1)); }
-
-declare -A R=()	# "figure" -> space-separated values, one per run
-add() { R[$1]="${R[$1]:-} $2"; }
-
-wait_child() { # wait for CHILD_PID (interruptible by our traps); its status
-	local rc=0
-	wait "$CHILD_PID" || rc=$?
-	CHILD_PID=
-	return "$rc"
-}
 
 # ---------------------------------------------------------------- servers
 log "scratch directory $SCRATCH"
@@ -715,13 +589,6 @@ check_list "$SCRATCH/big1.json" "$LIMIT" "list_200k page 1 check"
 log "list_1k: $LIST_1K_TOTAL orders with status $LIST_STATUS; list_200k: $BIG_TOTAL, deep page $PAGE (cursor $CURSOR) checked against ?page=$PAGE"
 
 # ---------------------------------------------------------------- runs
-# latency percentiles (ms) of pgbench's per-transaction logs (3rd field: us)
-pgb_percentiles() {
-	cat "$@" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 }
-		function q(p,  r) { r = int(p * NR); if (r < p * NR) r++; if (r < 1) r = 1; return v[r] / 1000 }
-		END { if (NR == 0) print "0 0"; else printf "%.3f %.3f\n", q(0.5), q(0.99) }'
-}
-
 run_pgbench() { # TAG SCRIPT CLIENTS SECS MEASURE(0|1) [-D ...]
 	local tag=$1 script=$2 c=$3 secs=$4 measure=$5 out rc tps n p50 p99 failed
 	shift 5
@@ -737,7 +604,7 @@ run_pgbench() { # TAG SCRIPT CLIENTS SECS MEASURE(0|1) [-D ...]
 		n=$(awk -F': *' '/^number of transactions actually processed/ { print $2 }' "$out")
 		failed=$(awk -F': *' '/^number of failed transactions/ { split($2, a, " "); print a[1] }' "$out")
 		[ -n "$tps" ] && [ -n "$n" ] || { cat "$out" >&2; die "cannot parse pgbench output"; }
-		read -r p50 p99 <<<"$(pgb_percentiles "$SCRATCH"/pgblog.*)"
+		read -r p50 p99 _ <<<"$(pgb_percentiles "$SCRATCH"/pgblog.*)"
 		add "$tag:rate" "$tps"; add "$tag:p50" "$p50"; add "$tag:p99" "$p99"
 		log "$tag: tps=$tps tx=$n p50=${p50}ms p99=${p99}ms"
 		[ "${failed:-0}" = 0 ] || warn "$tag: $failed failed transactions"

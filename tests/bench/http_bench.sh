@@ -41,11 +41,10 @@ CONNS=${BENCH_CONNS:-64}
 WORKERS_LIST=${BENCH_WORKERS:-1 2}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 
-log() { echo "bench: $*" >&2; }
-die() { echo "bench: error: $*" >&2; exit 1; }
+BENCH_NAME=http_bench
+# shellcheck source=lib.sh
+. "$SRCDIR/tests/bench/lib.sh"
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-is_posint() { [[ $1 =~ ^0*[1-9][0-9]*$ ]]; }
 is_posint "$RUNS" || die "BENCH_RUNS must be a positive integer: $RUNS"
 is_posint "$CONNS" || die "BENCH_CONNS must be a positive integer: $CONNS"
 is_uint "$READY_TIMEOUT" || die "BENCH_READY_TIMEOUT must be an integer: $READY_TIMEOUT"
@@ -91,21 +90,6 @@ PG_STARTED=
 REDIS_STARTED=
 CLEANED=
 
-stop_pid() { # PID NAME: SIGTERM, wait up to 20 s, then SIGKILL
-	local pid=$1 name=$2 i
-	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "$name (pid $pid) ignored SIGTERM, killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
@@ -129,44 +113,12 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
 
-SCRATCH=$(mktemp -d /tmp/of-bench.XXXXXX)
-# servers.sh runs the servers as an unprivileged user (root runs them as
-# "orderflow") and creates DIR itself: it must be able to reach the scratch
-# dir, and DIR must not exist yet (else it is root's and it falls back to
-# /var/tmp, out of reach of the cleanup).
-chmod 0755 "$SCRATCH"
+bench_cleanup_stale /tmp/of-bench.
+SCRATCH=$(bench_new_scratch /tmp/of-bench.) || die "cannot create a scratch directory"
 # Nothing here needs durable commits; a caller may still override it.
 export OF_PG_FSYNC=${OF_PG_FSYNC:-off}
 
 # ---------------------------------------------------------------- helpers
-# free_ports N: N distinct free loopback TCP ports, held open together while
-# picked so they cannot collide (orderflowd and trivial_httpd both set
-# SO_REUSEPORT as root, so a shared port would silently split the traffic).
-free_ports() {
-	"$PY" -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
-# http_status PORT PATH: the HTTP status of GET PATH, or 000 on no answer.
-http_status() {
-	"$PY" -c '
-import http.client, sys
-try:
-    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-    c.request("GET", sys.argv[2])
-    print(c.getresponse().status)
-except Exception:
-    print("000")
-' "$1" "$2"
-}
-
 # wait_ready PID NAME PORT PATH LOGFILE: wait until GET PATH answers 200.
 wait_ready() {
 	local pid=$1 name=$2 port=$3 path=$4 logf=$5 deadline status
@@ -207,11 +159,6 @@ socket = $OF_REDIS_SOCKET
 EOF
 }
 
-median() { # numbers on the command line -> median
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR % 2) printf "%.2f\n", v[(NR + 1) / 2];
-		      else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # run_wrk LABEL URL PIDTOCHECK LOGFILE OUTFILE: one wrk run; sets WRK_RPS,
 # WRK_P99_MS, WRK_NON2XX, WRK_SOCKERR.

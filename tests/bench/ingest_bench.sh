@@ -142,12 +142,10 @@ LAT_RATE=${BENCH_LAT_RATE:-1000}
 LAT_SECS=${BENCH_LAT_SECS:-30}
 SAMPLE_EVERY=${BENCH_SAMPLE_EVERY:-5}
 
-log() { echo "ingest_bench: $*" >&2; }
-die() { echo "ingest_bench: error: $*" >&2; exit 1; }
-udie() { echo "ingest_bench: $*" >&2; exit 2; }
+BENCH_NAME=ingest_bench
+# shellcheck source=lib.sh
+. "$SRCDIR/tests/bench/lib.sh"
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-is_posint() { [[ $1 =~ ^0*[1-9][0-9]*$ ]]; }
 is_posint "$SECS" || udie "BENCH_SECS must be a positive integer: $SECS"
 is_posint "$RUNS" || udie "BENCH_RUNS must be a positive integer: $RUNS"
 is_uint "$WARMUP" || udie "BENCH_WARMUP must be an integer: $WARMUP"
@@ -215,22 +213,6 @@ PG_STARTED=
 REDIS_STARTED=
 CLEANED=
 
-# stop_pid PID NAME: SIGTERM, up to 20 s grace, then SIGKILL.
-stop_pid() {
-	local pid=$1 name=$2 i
-	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "$name (pid $pid) ignored SIGTERM, killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {
@@ -261,111 +243,14 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
 
-# proc_starttime PID: field 22 of /proc/PID/stat (tells a reused pid apart).
-proc_starttime() {
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo "${20}"
-}
-
-# kill_recorded DIR NAME: end the process whose pid DIR/NAME.pid records,
-# if it still runs with DIR on its command line (else the pid was reused).
-kill_recorded() {
-	local dir=$1 name=$2 pid
-	[ -r "$dir/$name.pid" ] || return 0
-	pid=$(head -n 1 "$dir/$name.pid" 2>/dev/null) || return 0
-	[[ $pid =~ ^[0-9]+$ ]] || return 0
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 0
-	log "stale run $dir: stopping its $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
-# Scratch dirs of earlier runs that died without their cleanup (kill -9,
-# power loss of the terminal...): stop what they left running, remove them.
-cleanup_stale() {
-	local d pid st now
-	now=$(date +%s)
-	for d in "$SCRATCH_PREFIX"*; do
-		[ -d "$d" ] || continue
-		if [ -r "$d/owner" ]; then
-			read -r pid st <"$d/owner" || true
-			if [ -n "${pid:-}" ] && [ "$(proc_starttime "$pid" 2>/dev/null)" = "${st:-}" ]; then
-				continue	# a run in progress
-			fi
-		elif (( now - $(stat -c %Y -- "$d") < 60 )); then
-			continue	# just being set up by another run
-		fi
-		log "removing stale scratch dir $d"
-		kill_recorded "$d" loadgen
-		kill_recorded "$d" orderflowd
-		kill_recorded "$d" faketiktok
-		of_redis_stop "$d/redis" >/dev/null 2>&1 || true
-		of_pg_stop "$d/pg" >/dev/null 2>&1 || true
-		# e.g. backends of a postmaster that was SIGKILLed
-		[ ! -d "$d/pg/pgdata" ] || _of_kill_leftovers postgres "$(realpath -m -- "$d/pg/pgdata")" || true
-		[ ! -d "$d/redis" ] || _of_kill_leftovers redis-server "$(realpath -m -- "$d/redis")" || true
-		rm -rf -- "$d"
-	done
-}
-
-cleanup_stale
-SCRATCH=$(mktemp -d "${SCRATCH_PREFIX}XXXXXX")
-echo "$$ $(proc_starttime $$)" >"$SCRATCH/owner"
-# servers.sh runs the servers as an unprivileged user when we are root and
-# creates DIR itself: that user must reach the scratch dir.
-chmod 0755 "$SCRATCH"
+bench_cleanup_stale "$SCRATCH_PREFIX" loadgen orderflowd faketiktok
+SCRATCH=$(bench_new_scratch "$SCRATCH_PREFIX") || die "cannot create a scratch directory"
 
 # ---------------------------------------------------------------- helpers
-# free_ports N: N distinct free loopback TCP ports (held together while picked).
-free_ports() {
-	"$PY" -c '
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
-http_status() { # PORT PATH -> status or 000
-	"$PY" -c '
-import http.client, sys
-try:
-    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
-    c.request("GET", sys.argv[2])
-    print(c.getresponse().status)
-except Exception:
-    print("000")
-' "$1" "$2"
-}
-
-psql_q() { "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" "$@"; }
-
-median() { # numbers -> median
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR == 0) { print "nan"; exit }
-		      if (NR % 2) printf "%.4f\n", v[(NR + 1) / 2];
-		      else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "nan" || v == "") print "nan"; else printf "%.*f\n", d, v }'; }
-joinruns() { # DECIMALS numbers -> a,b,c
-	local d=$1 out="" v
-	shift
-	for v in "$@"; do out="$out${out:+,}$(fmt "$v" "$d")"; done
-	echo "$out"
-}
 # other_pct BUSY_TICKS TOTAL_TICKS OURS_US: share (%) of the machine's CPU
 # time used by processes that are not part of the benchmark.
 other_pct() { awk -v b="$1" -v t="$2" -v o="$3" -v hz="$CLK_TCK" 'BEGIN {
 	if (t <= 0) { print "nan"; exit } v = (b - o * hz / 1000000) * 100 / t; if (v < 0) v = 0; printf "%.4f\n", v }'; }
-div() { awk -v a="$1" -v b="$2" -v m="${3:-1}" 'BEGIN { if (b > 0) printf "%.4f\n", a * m / b; else print "nan" }'; }
 
 # The measuring probe: one line
 #   DAEMON_TICKS PG_TICKS CPU_TOTAL CPU_IDLE ACCEPTED DUPLICATES COMMITS COMMIT_FAILURES REJECTED
@@ -439,14 +324,6 @@ children_cpu_us() {
 		t = 0
 		for (i = 1; i <= 2; i++) { v = $i; sub(/s$/, "", v); split(v, a, "m"); t += a[1] * 60 + a[2] }
 		printf "%.0f\n", t * 1000000 }' "$SCRATCH/times.out")"
-}
-
-# wait_child: wait for CHILD_PID (interruptible by our traps); its status.
-wait_child() {
-	local rc=0
-	wait "$CHILD_PID" || rc=$?
-	CHILD_PID=
-	return "$rc"
 }
 
 # ---------------------------------------------------------------- servers
@@ -580,8 +457,6 @@ done
 NTHREADS=$(awk '/^Threads:/ { print $2 }' "/proc/$DAEMON_PID/status")
 
 # ---------------------------------------------------------------- runs
-WARNINGS=0
-warn() { echo "WARNING $*"; log "WARNING $*"; WARNINGS=$((WARNINGS + 1)); }
 
 # wait_quiet: with BENCH_QUIET_PCT set, wait (at most BENCH_QUIET_WAIT s)
 # until the machine is at most that busy over one second.
@@ -653,16 +528,6 @@ PGB_BODY="{\"type\":1,\"tts_notification_id\":\"17${now}0000001\",\"shop_id\":\"
 PGB_ARGS=(-n -M prepared -c "$PGB_CLIENTS" -j "$PGB_JOBS" -f "$SCRATCH/pgbench-insert.sql"
 	-D "shop_uuid=$SHOP_UUID" -D "shop_id=$TT_SHOP_ID" -D "body=$PGB_BODY"
 	-h "$OF_PG_SOCKDIR" -p "$OF_PG_PORT" -U orderflow orderflow)
-
-# latency percentiles (ms) of pgbench's per-transaction logs (3rd field: us)
-pgb_percentiles() {
-	cat "$@" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 }
-		function q(p,  r) { r = int(p * NR); if (r < p * NR) r++; if (r < 1) r = 1; return v[r] / 1000 }
-		END { if (NR == 0) print "0 0 0"; else printf "%.3f %.3f %.3f\n", q(0.5), q(0.99), q(0.999) }'
-}
-
-declare -A R=()	# "figure" -> space-separated values, one per run
-add() { R[$1]="${R[$1]:-} $2"; }
 
 run_pgbench() { # ROUND SECS MEASURE(0|1)
 	local round=$1 secs=$2 measure=$3 out=$SCRATCH/pgbench-$1.out rc

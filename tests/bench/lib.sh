@@ -1,0 +1,172 @@
+# lib.sh - helpers shared by the benchmark scripts (http_bench.sh,
+# ingest_bench.sh, api_bench.sh); sourced, not run.
+#
+# The caller sets BENCH_NAME (the prefix of its messages) and PY (the
+# Python interpreter) first, and sources contrib/servers.sh for the stale
+# scratch-dir cleanup.  Defines: log, die, udie, is_uint, is_posint,
+# stop_pid, proc_starttime, kill_recorded, bench_cleanup_stale,
+# bench_new_scratch, free_ports, http_status, psql_q, median, fmt,
+# joinruns, div, warn (counts WARNINGS), add (appends to the array R),
+# wait_child (CHILD_PID), pgb_percentiles.
+
+log() { echo "$BENCH_NAME: $*" >&2; }
+die() { echo "$BENCH_NAME: error: $*" >&2; exit 1; }
+udie() { echo "$BENCH_NAME: $*" >&2; exit 2; }
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_posint() { [[ $1 =~ ^0*[1-9][0-9]*$ ]]; }
+
+# stop_pid PID NAME: SIGTERM, up to 20 s grace, then SIGKILL.
+stop_pid() {
+	local pid=$1 name=$2 i
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name (pid $pid) ignored SIGTERM, killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# proc_starttime PID: field 22 of /proc/PID/stat (tells a reused pid apart).
+proc_starttime() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	# shellcheck disable=SC2086
+	set -- $s
+	echo "${20}"
+}
+
+# kill_recorded DIR NAME: end the process whose pid DIR/NAME.pid records,
+# if it still runs with DIR on its command line (else the pid was reused).
+kill_recorded() {
+	local dir=$1 name=$2 pid
+	[ -r "$dir/$name.pid" ] || return 0
+	pid=$(head -n 1 "$dir/$name.pid" 2>/dev/null) || return 0
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/" || return 0
+	log "stale run $dir: stopping its $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# bench_cleanup_stale PREFIX NAME...: scratch dirs PREFIX* of earlier runs
+# that died without their cleanup (kill -9, a closed terminal...): stop the
+# processes recorded as DIR/NAME.pid and the servers, call
+# bench_stale_extra DIR when the caller defines it, remove the dir.
+bench_cleanup_stale() {
+	local prefix=$1 d pid st now name
+	shift
+	now=$(date +%s)
+	for d in "$prefix"*; do
+		[ -d "$d" ] || continue
+		if [ -r "$d/owner" ]; then
+			read -r pid st <"$d/owner" || true
+			if [ -n "${pid:-}" ] && [ "$(proc_starttime "$pid" 2>/dev/null)" = "${st:-}" ]; then
+				continue	# a run in progress
+			fi
+		elif (( now - $(stat -c %Y -- "$d") < 60 )); then
+			continue	# just being set up by another run
+		fi
+		log "removing stale scratch dir $d"
+		for name in "$@"; do
+			kill_recorded "$d" "$name"
+		done
+		of_redis_stop "$d/redis" >/dev/null 2>&1 || true
+		of_pg_stop "$d/pg" >/dev/null 2>&1 || true
+		# e.g. backends of a postmaster that was SIGKILLed
+		[ ! -d "$d/pg/pgdata" ] || _of_kill_leftovers postgres "$(realpath -m -- "$d/pg/pgdata")" || true
+		[ ! -d "$d/redis" ] || _of_kill_leftovers redis-server "$(realpath -m -- "$d/redis")" || true
+		if declare -F bench_stale_extra >/dev/null; then
+			bench_stale_extra "$d"
+		fi
+		rm -rf -- "$d"
+	done
+}
+
+# bench_new_scratch PREFIX: print a new scratch dir PREFIX<random>, owned
+# by this run (pid and start time in DIR/owner, for bench_cleanup_stale).
+# servers.sh runs the servers as an unprivileged user when we are root and
+# creates DIR/pg and DIR/redis itself: that user must reach the dir.
+bench_new_scratch() {
+	local d
+	d=$(mktemp -d "${1}XXXXXX") || return 1
+	echo "$$ $(proc_starttime $$)" >"$d/owner"
+	chmod 0755 "$d"
+	echo "$d"
+}
+
+# free_ports N: N distinct free loopback TCP ports, held open together while
+# picked so they cannot collide (orderflowd sets SO_REUSEPORT as root, so a
+# shared port would silently split the traffic).
+free_ports() {
+	"$PY" -c '
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+' "$1"
+}
+
+# http_status PORT PATH: the HTTP status of GET PATH, or 000 on no answer.
+http_status() {
+	"$PY" -c '
+import http.client, sys
+try:
+    c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+    c.request("GET", sys.argv[2])
+    print(c.getresponse().status)
+except Exception:
+    print("000")
+' "$1" "$2"
+}
+
+psql_q() { "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" "$@"; }
+
+median() { # numbers -> median ("nan" for none)
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR == 0) { print "nan"; exit }
+		      if (NR % 2) printf "%.4f\n", v[(NR + 1) / 2];
+		      else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "nan" || v == "") print "nan"; else printf "%.*f\n", d, v }'; }
+joinruns() { # DECIMALS numbers -> a,b,c
+	local d=$1 out="" v
+	shift
+	for v in "$@"; do out="$out${out:+,}$(fmt "$v" "$d")"; done
+	echo "$out"
+}
+div() { awk -v a="$1" -v b="$2" -v m="${3:-1}" 'BEGIN { if (b > 0) printf "%.4f\n", a * m / b; else print "nan" }'; }
+
+WARNINGS=0
+warn() { echo "WARNING $*"; log "WARNING $*"; WARNINGS=$((WARNINGS + 1)); }
+
+declare -A R=()	# "figure" -> space-separated values, one per run
+add() { R[$1]="${R[$1]:-} $2"; }
+
+CHILD_PID=
+# wait_child: wait for CHILD_PID (interruptible by the caller's traps); its status.
+wait_child() {
+	local rc=0
+	wait "$CHILD_PID" || rc=$?
+	CHILD_PID=
+	return "$rc"
+}
+
+# pgb_percentiles LOG...: "p50 p99 p99.9" in ms of pgbench's
+# per-transaction logs (3rd field: microseconds).
+pgb_percentiles() {
+	cat "$@" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 }
+		function q(p,  r) { r = int(p * NR); if (r < p * NR) r++; if (r < 1) r = 1; return v[r] / 1000 }
+		END { if (NR == 0) print "0 0 0"; else printf "%.3f %.3f %.3f\n", q(0.5), q(0.99), q(0.999) }'
+}
