@@ -5,24 +5,14 @@
 #include "config.h"
 
 #include "orderflow/metrics.h"
+#include "orderflow/util.h"
 
 const int64_t metrics_bucket_us[METRICS_BUCKETS] = {
 	250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
 	250000, 500000, 1000000, 2500000, 10000000,
 };
 
-/*
- * Only the owning worker writes its counters, so a relaxed load and store
- * is enough: readers never see a torn value, and no locked instruction is
- * paid per request.
- */
-static inline void
-metrics_add(atomic_ullong *c, unsigned long long n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-	    memory_order_relaxed);
-}
-
+/* Only the owning worker writes its counters (util_count). */
 void
 metrics_observe(struct metrics *m, int route, int status, int64_t dur_us)
 {
@@ -34,10 +24,10 @@ metrics_observe(struct metrics *m, int route, int status, int64_t dur_us)
 	r = &m->route[route];
 	if (status < METRICS_STATUS_MIN || status > METRICS_STATUS_MAX)
 		status = 500;
-	metrics_add(&r->status[status - METRICS_STATUS_MIN], 1);
+	util_count(&r->status[status - METRICS_STATUS_MIN], 1);
 	for (b = 0; b < METRICS_BUCKETS && dur_us > metrics_bucket_us[b]; b++)
 		;
-	metrics_add(&r->bucket[b], 1);
-	metrics_add(&r->sum_us, (unsigned long long)(dur_us > 0 ? dur_us : 0));
-	metrics_add(&r->count, 1);
+	util_count(&r->bucket[b], 1);
+	util_count(&r->sum_us, (unsigned long long)(dur_us > 0 ? dur_us : 0));
+	util_count(&r->count, 1);
 }

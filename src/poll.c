@@ -21,6 +21,7 @@
 #include "orderflow/shops.h"
 #include "orderflow/tt.h"
 #include "orderflow/twheel.h"
+#include "orderflow/util.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -68,13 +69,6 @@ poll_prepare(struct pg_pool *pg)
 }
 
 static void
-poll_count(atomic_ullong *c, unsigned long long n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-	    memory_order_relaxed);
-}
-
-static void
 poll_schedule(struct poll *pl, int64_t ms)
 {
 	if (pl->closing)
@@ -90,7 +84,7 @@ poll_run_end(struct poll_run *run, bool ok, int64_t cursor, const char *why)
 	struct poll *pl = run->pl;
 
 	if (!ok) {
-		poll_count(&pl->failures, 1);
+		util_count(&pl->failures, 1);
 		log_info("shop sync failed; the next run covers the gap", "shop=%s error=%s",
 		    run->shop_id, log_quote(why));
 	}
@@ -139,9 +133,9 @@ poll_on_applied(const char *error, const struct apply_result *r, void *arg)
 		poll_run_end(run, false, run->cursor, error);
 		return;
 	}
-	poll_count(&pl->applied, (unsigned long long)r->applied);
-	poll_count(&pl->stale, (unsigned long long)r->stale);
-	poll_count(&pl->unchanged, (unsigned long long)r->unchanged);
+	util_count(&pl->applied, (unsigned long long)r->applied);
+	util_count(&pl->stale, (unsigned long long)r->stale);
+	util_count(&pl->unchanged, (unsigned long long)r->unchanged);
 	api_cache_forget_list(pl->w, r->changed);
 	if (pl->closing)
 		poll_run_end(run, false, run->cursor, "shutting down");
@@ -164,7 +158,7 @@ poll_records(struct poll *pl, json_t *orders)
 		json_t *rec = apply_normalize(o, &id, err, sizeof(err));
 
 		if (rec == NULL) {
-			poll_count(&pl->invalid, 1);
+			util_count(&pl->invalid, 1);
 			log_warn("invalid order in Search Orders answer", "order=%s error=%s",
 			    log_quote(id != NULL ? id : "?"), log_quote(err));
 		} else if (json_object_get(seen, id) == NULL) {
@@ -192,7 +186,7 @@ poll_on_page(const struct tt_result *r, void *arg)
 		poll_run_end(run, false, run->cursor, pl->closing ? "shutting down" : r->error);
 		return;
 	}
-	poll_count(&pl->pages, 1);
+	util_count(&pl->pages, 1);
 	token = json_string_value(json_object_get(r->data, "next_page_token"));
 	free(run->page_token);
 	run->page_token = token != NULL && token[0] != '\0' && strlen(token) < 1024 &&
@@ -246,7 +240,7 @@ poll_on_cursor(struct pg_batch *b, void *arg)
 		run->ge = 0;
 	/* Until it moves, the old cursor (or the window's start) is what lag is measured from. */
 	run->cursor = cursor > 0 ? cursor : run->ge;
-	poll_count(&run->pl->runs, 1);
+	util_count(&run->pl->runs, 1);
 	poll_page(run);
 }
 

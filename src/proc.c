@@ -34,6 +34,7 @@
 #include "orderflow/shops.h"
 #include "orderflow/tt.h"
 #include "orderflow/twheel.h"
+#include "orderflow/util.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -170,13 +171,6 @@ proc_prepare(struct pg_pool *pg)
 	pg_pool_prepare(pg, "proc_pause", proc_pause_sql);
 }
 
-static void
-proc_count(atomic_ullong *c, unsigned long long n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-	    memory_order_relaxed);
-}
-
 /* Read-modify-write: proc_submit counts a job in on the owner's proc from another thread. */
 static void
 proc_held(struct proc *p, long long delta)
@@ -259,7 +253,7 @@ proc_release(struct proc *p, struct proc_job_list *jobs, const char *why)
 	ids = proc_ids_literal(jobs);
 	log_debug("events released", "count=%d reason=%s", n, log_quote(why));
 	proc_exec(p, "proc_release", 2, (const char *[]){ ids, p->w->set->instance });
-	proc_count(&p->released, (unsigned long long)n);
+	util_count(&p->released, (unsigned long long)n);
 	proc_jobs_free(p, jobs);
 	free(ids);
 }
@@ -281,7 +275,7 @@ proc_dead(struct proc *p, struct proc_job_list *jobs, int attempts, const char *
 	log_warn("events dead-lettered", "count=%d first_id=%lld attempts=%d error=%s", n,
 	    (long long)TAILQ_FIRST(jobs)->id, attempts, log_quote(error));
 	proc_exec(p, "proc_dead", 3, (const char *[]){ ids, num, error });
-	proc_count(&p->dead, (unsigned long long)n);
+	util_count(&p->dead, (unsigned long long)n);
 	proc_jobs_free(p, jobs);
 	free(ids);
 }
@@ -481,7 +475,7 @@ proc_fetch(struct proc_batch *b)
 		 * Waiting out an open breaker costs no attempt.  Half open, the
 		 * probe is out and the wait is unknown: look again shortly.
 		 */
-		proc_count(&p->parked, 1);
+		util_count(&p->parked, 1);
 		proc_later(b, tt_breaker_wait_ms(p->w->tt) + PROC_SHORT_WAIT_MS, proc_fetch);
 		break;
 	default:
@@ -516,7 +510,7 @@ proc_retry(struct proc_batch *b, const char *error, int64_t retry_after_ms)
 		proc_batch_free(b);
 		return;
 	}
-	proc_count(&p->retries, (unsigned long long)b->njobs);
+	util_count(&p->retries, (unsigned long long)b->njobs);
 	delay = backoff_delay(&pol, b->attempt, util_random());
 	if (retry_after_ms > delay)
 		delay = retry_after_ms < pol.max_ms ? retry_after_ms : pol.max_ms;
@@ -538,7 +532,7 @@ proc_pause(struct proc *p, const char *shop_id, const char *status, const char *
 	log_warn("shop paused", "shop=%s status=%s reason=%s", shop_id, status, log_quote(reason));
 	shops_set_status(webhook_shops(p->w->webhook), shop_id, status);
 	proc_exec(p, "proc_pause", 4, (const char *[]){ shop_id, status, reason, event_ids });
-	proc_count(&p->paused, 1);
+	util_count(&p->paused, 1);
 }
 
 static bool
@@ -731,15 +725,15 @@ proc_applied(struct proc_batch *b, const char *error, const struct apply_result 
 		return;
 	}
 	if (error == NULL) {
-		proc_count(&p->processed, (unsigned long long)b->njobs);
-		proc_count(&p->applied, (unsigned long long)r->applied);
-		proc_count(&p->stale, (unsigned long long)r->stale);
-		proc_count(&p->unchanged, (unsigned long long)r->unchanged);
+		util_count(&p->processed, (unsigned long long)b->njobs);
+		util_count(&p->applied, (unsigned long long)r->applied);
+		util_count(&p->stale, (unsigned long long)r->stale);
+		util_count(&p->unchanged, (unsigned long long)r->unchanged);
 		api_cache_forget_list(p->w, r->changed);
 		proc_batch_free(b);
 		return;
 	}
-	proc_count(&p->apply_failures, 1);
+	util_count(&p->apply_failures, 1);
 	if (util_mono_us() - b->first_apply_us > p->w->cfg->tiktok.lease * 500) {
 		log_warn("giving up applying orders; the sweep will retry", "events=%d error=%s",
 		    b->njobs, log_quote(error));
@@ -828,7 +822,7 @@ proc_shop_event(struct proc *p, struct proc_job *j)
 	else
 		/* Stored for the record; nothing to do for a topic without an order. */
 		proc_exec(p, "proc_done", 1, (const char *[]){ ids });
-	proc_count(&p->processed, 1);
+	util_count(&p->processed, 1);
 	proc_job_free(j);
 	proc_held(p, -1);
 }
@@ -915,7 +909,7 @@ proc_on_claim(struct pg_batch *b, void *arg)
 	}
 	if (n > 0)
 		log_info("claimed stored events", "count=%d", n);
-	proc_count(&p->claimed, (unsigned long long)n);
+	util_count(&p->claimed, (unsigned long long)n);
 	/* A full page means more are waiting: sweep again at once. */
 	proc_claim_again(p, n == p->claim_limit ? 0 : p->w->cfg->tiktok.claim_interval);
 }

@@ -37,13 +37,6 @@ stats_prepare(struct pg_pool *pg)
 }
 
 static void
-stats_add(atomic_ullong *c, unsigned long long n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-	    memory_order_relaxed);
-}
-
-static void
 stats_schedule(struct stats *st, int64_t ms)
 {
 	if (st->closing)
@@ -59,7 +52,7 @@ stats_on_rollup(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 	long long n;
 
-	stats_add(&st->runs, 1);
+	util_count(&st->runs, 1);
 	if (pg_batch_error(b) == NULL && r != NULL && PQntuples(r) == 1 && PQnfields(r) == 1) {
 		char *end;
 
@@ -70,12 +63,12 @@ stats_on_rollup(struct pg_batch *b, void *arg)
 		n = -2;
 	}
 	if (n == -2) {
-		stats_add(&st->failures, 1);
+		util_count(&st->failures, 1);
 		if (!st->closing)
 			log_info("order_stats roll-up failed; retrying", "error=%s",
 			    log_quote(pg_batch_error(b) ? pg_batch_error(b) : "unexpected answer"));
 	} else if (n > 0) {
-		stats_add(&st->folded, (unsigned long long)n);
+		util_count(&st->folded, (unsigned long long)n);
 	}
 	/* a full batch: more are waiting */
 	stats_schedule(st, n == STATS_BATCH ? 0 : STATS_INTERVAL_MS);
@@ -89,7 +82,7 @@ stats_on_timer(struct twheel_timer *t)
 
 	pg_batch_add(b, true, "stats_rollup", 1, (const char *[]){ STATS_XSTR(STATS_BATCH) });
 	if (pg_submit(st->w->pg, b) != PG_OK) {
-		stats_add(&st->failures, 1);
+		util_count(&st->failures, 1);
 		stats_schedule(st, STATS_INTERVAL_MS);
 	}
 }

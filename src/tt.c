@@ -16,6 +16,7 @@
 #include "orderflow/log.h"
 #include "orderflow/tt.h"
 #include "orderflow/ttsign.h"
+#include "orderflow/util.h"
 #include "orderflow/worker.h"
 
 #define TT_DETAIL_PATH	"/order/202309/orders"
@@ -43,13 +44,6 @@ struct tt_req {
 	tt_cb		*cb;
 	void		*arg;
 };
-
-static void
-tt_count(atomic_ullong *c)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-	    memory_order_relaxed);
-}
 
 struct tt *
 tt_new(struct worker *w)
@@ -185,9 +179,9 @@ tt_on_response(const struct htc_response *hr, void *arg)
 	};
 
 	tt_parse(hr, &r, &doc, err, sizeof(err));
-	tt_count(&t->outcomes[out[r.status]]);
+	util_count(&t->outcomes[out[r.status]], 1);
 	if (hr->status == 429 || strstr(err, "code 36009002") == err)
-		tt_count(&t->throttled);
+		util_count(&t->throttled, 1);
 	/* Only an unhealthy service trips the breaker; a 4xx answer is a healthy one. */
 	if (hr->error == HTC_ECLOSED)
 		;

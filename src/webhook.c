@@ -21,6 +21,7 @@
 #include "orderflow/proc.h"
 #include "orderflow/shops.h"
 #include "orderflow/ttsign.h"
+#include "orderflow/util.h"
 #include "orderflow/webhook.h"
 #include "orderflow/whenv.h"
 #include "orderflow/worker.h"
@@ -103,13 +104,6 @@ webhook_prepare(struct pg_pool *pg)
 	pg_pool_prepare(pg, "webhook_insert", webhook_insert_sql);
 }
 
-static void
-webhook_count(atomic_ullong *c)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-	    memory_order_relaxed);
-}
-
 /* Refuse with status and count the reason; the log is rate limited. */
 static void
 webhook_reject(struct webhook *wh, struct httpd_req *hr, enum webhook_reject why, int status,
@@ -117,7 +111,7 @@ webhook_reject(struct webhook *wh, struct httpd_req *hr, enum webhook_reject why
 {
 	int64_t now = util_mono_us();
 
-	webhook_count(&wh->rejected[why]);
+	util_count(&wh->rejected[why], 1);
 	if (now - wh->last_log[why] >= WEBHOOK_LOG_EVERY_US) {
 		log_warn("webhook rejected", "reason=%s status=%d detail=%s suppressed=%u",
 		    webhook_reject_names[why], status, log_quote(message), wh->suppressed[why]);
@@ -287,9 +281,9 @@ webhook_on_commit(struct pg_batch *b, void *arg)
 	int i = 0;
 
 	wh->inflight = NULL;
-	webhook_count(&wh->commits);
+	util_count(&wh->commits, 1);
 	if (pg_batch_error(b) != NULL) {
-		webhook_count(&wh->commit_failures);
+		util_count(&wh->commit_failures, 1);
 		log_warn("webhook commit failed", "events=%d error=%s", g->n,
 		    log_quote(pg_batch_error(b)));
 		webhook_fail_group(wh, g, "the event could not be stored; retry later");
@@ -298,7 +292,7 @@ webhook_on_commit(struct pg_batch *b, void *arg)
 			PGresult *r = pg_batch_result(b, i++);
 			bool fresh = PQntuples(r) == 1;
 
-			webhook_count(fresh ? &wh->accepted : &wh->duplicates);
+			util_count(fresh ? &wh->accepted : &wh->duplicates, 1);
 			if (fresh && g->leased)
 				proc_submit(wh->w, strtoll(PQgetvalue(r, 0, 0), NULL, 10), ev->params[2],
 				    atoi(ev->params[4]), ev->params[5], 0);

@@ -7,6 +7,7 @@
 #define ORDERFLOW_UTIL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +20,18 @@
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Allocation: these never return NULL; running out of memory is fatal. */
+/*
+ * Add n to a counter that only its owning worker writes and others read:
+ * a relaxed load and store is enough (readers never see a torn value), and
+ * no locked instruction is paid per event.
+ */
+static inline void
+util_count(atomic_ullong *c, unsigned long long n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	    memory_order_relaxed);
+}
+
 void *xmalloc(size_t size);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *ptr, size_t size);

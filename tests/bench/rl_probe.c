@@ -87,24 +87,16 @@ httpd_error(struct httpd_req *hr, int status, const char *code, const char *fmt,
 
 static void probe_issue(struct probe *p);
 
-/* Print s as a JSON string; bytes outside printable ASCII become \u00XX. */
+/* Print s as a JSON string. */
 static void
 probe_json_string(const char *s)
 {
-	putchar('"');
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
+	size_t n = util_json_escape(NULL, 0, s);
+	char *buf = xmalloc(n + 1);
 
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch == '\n')
-			fputs("\\n", stdout);
-		else if (ch < 0x20 || ch >= 0x7f)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
+	util_json_escape(buf, n + 1, s);
+	printf("\"%s\"", buf);
+	free(buf);
 }
 
 static void

@@ -170,17 +170,25 @@ static atomic_uint_fast64_t	 seed_done;		/* orders copied so far */
 static atomic_bool		 seed_abort;		/* a job failed: others stop */
 static bool			 seed_out_written;	/* --creators-out is complete */
 
+/* "seed_orders: <message>\n" on stderr. */
+static void __attribute__((format(printf, 1, 0)))
+seed_vsay(const char *fmt, va_list ap)
+{
+	fputs("seed_orders: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 /* Exit 2 with a message and the usage line. */
 static void __attribute__((noreturn, format(printf, 1, 2)))
 seed_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("seed_orders: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	seed_vsay(fmt, ap);
 	va_end(ap);
-	fputs("\nusage: seed_orders -d CONNINFO [--orders N] [--creators N] [--big-creator N]\n"
+	fputs("usage: seed_orders -d CONNINFO [--orders N] [--creators N] [--big-creator N]\n"
 	    "           [--items AVG] [--days N] [--seed S] [--jobs N] [--creators-out FILE]\n"
 	    "           [--keep-indexes | --rebuild-indexes] [--quiet]\n", stderr);
 	exit(2);
@@ -192,11 +200,9 @@ seed_fatal(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("seed_orders: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	seed_vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(1);
 }
 
@@ -208,11 +214,9 @@ seed_progress(const char *fmt, ...)
 
 	if (seed_opt.quiet)
 		return;
-	fputs("seed_orders: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	seed_vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* Monotonic seconds. */
