@@ -656,6 +656,16 @@ send_auth(const char *authorization)
 	auth_request(test_auth, &test_hr, on_auth, &seen);
 }
 
+/* A new API key in key/id, its hash in hash (unless NULL), "ApiKey <key>" in hdr. */
+static void
+new_key(char *key, char *id, unsigned char *hash, char *hdr, size_t size)
+{
+	assert_true(auth_key_generate(key, id));
+	if (hash != NULL)
+		auth_key_hash(key, strlen(key), hash);
+	snprintf(hdr, size, "ApiKey %s", key);
+}
+
 static void
 done_request(void)
 {
@@ -787,9 +797,7 @@ test_auth_apikey(void **state)
 	char key[AUTH_KEY_MAX_LEN + 1], id[AUTH_KEY_ID_LEN + 1], hdr[256], wrong[256];
 	unsigned char hash[AUTH_KEY_HASH_LEN];
 
-	assert_true(auth_key_generate(key, id));
-	auth_key_hash(key, strlen(key), hash);
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, hash, hdr, sizeof(hdr));
 
 	/* A miss: one lookup by id, answered later. */
 	send_auth(hdr);
@@ -843,9 +851,7 @@ test_auth_apikey_refusals(void **state)
 	unsigned char hash[AUTH_KEY_HASH_LEN];
 
 	/* Revoked: refused, and remembered as revoked. */
-	assert_true(auth_key_generate(key, id));
-	auth_key_hash(key, strlen(key), hash);
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, hash, hdr, sizeof(hdr));
 	send_auth(hdr);
 	free(complete_first(NULL, key_row(true, SUB_LOWER, hash, false)));
 	assert_int_equal(seen.status, 401);
@@ -858,8 +864,7 @@ test_auth_apikey_refusals(void **state)
 	assert_int_equal(fake.n, 0);
 
 	/* Unknown id: refused, and the miss is remembered too. */
-	assert_true(auth_key_generate(key, id));
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, NULL, hdr, sizeof(hdr));
 	send_auth(hdr);
 	free(complete_first(NULL, key_row(false, NULL, NULL, false)));
 	assert_int_equal(seen.status, 401);
@@ -871,8 +876,7 @@ test_auth_apikey_refusals(void **state)
 	assert_int_equal(fake.n, 0);
 
 	/* The database refuses the query, or fails it: 503 with Retry-After. */
-	assert_true(auth_key_generate(key, id));
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, NULL, hdr, sizeof(hdr));
 	fake.refuse = PG_EDOWN;
 	send_auth(hdr);
 	assert_int_equal(seen.status, 503);
@@ -901,9 +905,7 @@ test_auth_cache_ttl_and_bound(void **state)
 	unsigned char hash[AUTH_KEY_HASH_LEN];
 	struct timespec ts = { 0, 20 * 1000 * 1000 };
 
-	assert_true(auth_key_generate(key, id));
-	auth_key_hash(key, strlen(key), hash);
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, hash, hdr, sizeof(hdr));
 
 	/* api_key_ttl = 0: every request asks the database. */
 	test_worker->cfg->auth.api_key_ttl = 0;
@@ -936,8 +938,7 @@ test_auth_cache_ttl_and_bound(void **state)
 	/* Bounded: the oldest ids go first. */
 	test_worker->cfg->auth.api_key_ttl = 3600000;
 	for (int i = 0; i < AUTH_CACHE_MAX + 10; i++) {
-		assert_true(auth_key_generate(key, id));
-		snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+		new_key(key, id, NULL, hdr, sizeof(hdr));
 		send_auth(hdr);
 		free(complete_first(NULL, key_row(false, NULL, NULL, false)));
 		done_request();
@@ -951,9 +952,7 @@ test_auth_free_with_lookup_out(void **state)
 	char key[AUTH_KEY_MAX_LEN + 1], id[AUTH_KEY_ID_LEN + 1], hdr[256];
 	unsigned char hash[AUTH_KEY_HASH_LEN];
 
-	assert_true(auth_key_generate(key, id));
-	auth_key_hash(key, strlen(key), hash);
-	snprintf(hdr, sizeof(hdr), "ApiKey %s", key);
+	new_key(key, id, hash, hdr, sizeof(hdr));
 	send_auth(hdr);
 	assert_int_equal(fake.n, 1);
 	auth_free(test_auth);
