@@ -119,25 +119,6 @@ SCRATCH=$(bench_new_scratch /tmp/of-bench.) || die "cannot create a scratch dire
 export OF_PG_FSYNC=${OF_PG_FSYNC:-off}
 
 # ---------------------------------------------------------------- helpers
-# wait_ready PID NAME PORT PATH LOGFILE: wait until GET PATH answers 200.
-wait_ready() {
-	local pid=$1 name=$2 port=$3 path=$4 logf=$5 deadline status
-	deadline=$(( SECONDS + READY_TIMEOUT ))
-	while :; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			tail -n 30 "$logf" >&2 || true
-			die "$name exited before $path answered 200"
-		fi
-		status=$(http_status "$port" "$path")
-		[ "$status" = 200 ] && return 0
-		if [ "$SECONDS" -ge "$deadline" ]; then
-			tail -n 30 "$logf" >&2 || true
-			die "$name: $path not 200 after ${READY_TIMEOUT}s (last status $status)"
-		fi
-		sleep 0.2
-	done
-}
-
 # write_config FILE PORT WORKERS
 write_config() {
 	cat >"$1" <<EOF

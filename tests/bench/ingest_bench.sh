@@ -440,20 +440,7 @@ log "starting orderflowd on 127.0.0.1:$DAEMON_PORT (workers=$WORKERS pool_size=$
 env $DAEMON_ENV "$DAEMON" -c "$CONF" >"$SCRATCH/orderflowd.log" 2>&1 &
 DAEMON_PID=$!
 echo "$DAEMON_PID" >"$SCRATCH/orderflowd.pid"
-deadline=$(( SECONDS + READY_TIMEOUT ))
-while :; do
-	if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-		tail -n 30 "$SCRATCH/orderflowd.log" >&2 || true
-		die "orderflowd exited before /readyz answered 200"
-	fi
-	st=$(http_status "$DAEMON_PORT" /readyz)
-	[ "$st" = 200 ] && break
-	if [ "$SECONDS" -ge "$deadline" ]; then
-		tail -n 30 "$SCRATCH/orderflowd.log" >&2 || true
-		die "orderflowd: /readyz not 200 after ${READY_TIMEOUT}s (last status $st)"
-	fi
-	sleep 0.2
-done
+wait_ready "$DAEMON_PID" orderflowd "$DAEMON_PORT" /readyz "$SCRATCH/orderflowd.log"
 NTHREADS=$(awk '/^Threads:/ { print $2 }' "/proc/$DAEMON_PID/status")
 
 # ---------------------------------------------------------------- runs

@@ -5,7 +5,7 @@
 # Python interpreter) first, and sources contrib/servers.sh for the stale
 # scratch-dir cleanup.  Defines: log, die, udie, is_uint, is_posint,
 # stop_pid, proc_starttime, kill_recorded, bench_cleanup_stale,
-# bench_new_scratch, free_ports, http_status, psql_q, median, fmt,
+# bench_new_scratch, free_ports, http_status, wait_ready, psql_q, median, fmt,
 # joinruns, div, warn (counts WARNINGS), add (appends to the array R),
 # wait_child (CHILD_PID), pgb_percentiles.
 
@@ -129,6 +129,26 @@ try:
 except Exception:
     print("000")
 ' "$1" "$2"
+}
+
+# wait_ready PID NAME PORT PATH LOGFILE: wait until GET PATH
+# answers 200 (at most READY_TIMEOUT seconds); die if PID exits first.
+wait_ready() {
+	local pid=$1 name=$2 port=$3 path=$4 logf=$5 deadline status
+	deadline=$(( SECONDS + READY_TIMEOUT ))
+	while :; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 30 "$logf" >&2 || true
+			die "$name exited before $path answered 200"
+		fi
+		status=$(http_status "$port" "$path")
+		[ "$status" = 200 ] && return 0
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			tail -n 30 "$logf" >&2 || true
+			die "$name: $path not 200 after ${READY_TIMEOUT}s (last status $status)"
+		fi
+		sleep 0.2
+	done
 }
 
 psql_q() { "$PSQL_BIN" -X -q -At -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" "$@"; }
