@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # optscan.sh: check that every configuration key of orderflowd is documented.
 #
-# The keys are the rows of the config table in src/config.c, each of which
+# The keys are the rows of the config table in src/core/config.c, each of which
 # starts with `{ "section", "key",`. Every key must have an entry
 # `.It Cm section.key` in man/orderflowd.conf.5 and an active `key = value`
 # line inside `[section]` in contrib/orderflowd.conf; and neither file may
@@ -18,7 +18,7 @@ fi
 set -u
 
 srcdir=${1:-$(cd "$(dirname "$0")/.." && pwd)}
-table=$srcdir/src/config.c
+table=$srcdir/src/core/config.c
 manpage=$srcdir/man/orderflowd.conf.5
 example=$srcdir/contrib/orderflowd.conf
 
@@ -101,7 +101,7 @@ while IFS= read -r key; do
 	in_list "$key" "$conf_keys" && where+=("contrib/orderflowd.conf")
 	failed=$((failed + 1))
 	places=$(printf '%s, ' "${where[@]}")
-	lines+=("not ok - $key is not in src/config.c but is documented in ${places%, }")
+	lines+=("not ok - $key is not in src/core/config.c but is documented in ${places%, }")
 done <<<"$strays"
 
 echo "1..${#lines[@]}"

@@ -34,7 +34,7 @@
 #     PostgreSQL's log (log_statement = all for one request) exactly as the
 #     daemon sends it for ?limit=50&status=BENCH_LIST_STATUS, and checked.
 #  5. Baselines: pgbench -n -M prepared -c 16 -j 2 -T BENCH_SECS with
-#       detail: \set n random(1, N); api_order_sql of src/api.c
+#       detail: \set n random(1, N); api_order_sql of src/http/api.c
 #               with its FROM ... WHERE replaced by "FROM bench_ids b JOIN
 #               orders o ON o.id = b.id AND o.user_id = b.uid WHERE b.n =
 #               :n" (one statement; the primary-key probe of bench_ids
@@ -197,7 +197,7 @@ CHILD_TIMEOUT=$(( SECS * 2 + 60 ))
 [ -x "$PY" ] || die "$PY not found"
 [ -f "$SRCDIR/contrib/servers.sh" ] || die "$SRCDIR/contrib/servers.sh missing"
 [ -d "$SRCDIR/sql" ] || die "$SRCDIR/sql missing"
-[ -f "$SRCDIR/src/api.c" ] || die "$SRCDIR/src/api.c missing"
+[ -f "$SRCDIR/src/http/api.c" ] || die "$SRCDIR/src/http/api.c missing"
 
 # shellcheck source=SCRIPTDIR/../../contrib/servers.sh
 . "$SRCDIR/contrib/servers.sh"
@@ -505,9 +505,9 @@ pgbvars() { sed -e 's/\$1::/:uid::/g; s/\$2::/:st::/g; s/\$3::/:lim::/g'; }
 	echo '\endpipeline'
 } >"$SCRATCH/pgbench-list.sql"
 
-# The detail statement: api_order_sql of src/api.c with "o.id = $2::uuid",
+# The detail statement: api_order_sql of src/http/api.c with "o.id = $2::uuid",
 # the text the daemon prepares as api_order_by_id.
-DETAIL_SQL=$("$PY" - "$SRCDIR/src/api.c" <<'EOF'
+DETAIL_SQL=$("$PY" - "$SRCDIR/src/http/api.c" <<'EOF'
 import re, sys
 src = open(sys.argv[1]).read()
 m = re.search(r'static const char api_order_sql\[\] =\s*((?:"(?:[^"\\]|\\.)*"\s*)+);', src)
@@ -519,7 +519,7 @@ if "\\" in s:
     sys.exit("escapes other than \\\" in api_order_sql")
 print(s + "o.id = $2::uuid")
 EOF
-) || die "cannot read api_order_sql from src/api.c"
+) || die "cannot read api_order_sql from src/http/api.c"
 # One statement: the id and its creator come from bench_ids by primary key
 # in the same statement (one more index probe than the daemon's query, no
 # extra round trip).
@@ -531,7 +531,7 @@ DETAIL_FROM=' FROM orders o WHERE o.user_id = $1::uuid AND o.id = $2::uuid'
 		"${DETAIL_SQL%"$DETAIL_FROM"}"
 } >"$SCRATCH/pgbench-detail.sql"
 [ "$DETAIL_SQL" = "$DETAIL_SQL_LOGGED" ] ||
-	warn "the detail statement in PostgreSQL's log differs from api_order_sql of src/api.c: $DETAIL_SQL_LOGGED"
+	warn "the detail statement in PostgreSQL's log differs from api_order_sql of src/http/api.c: $DETAIL_SQL_LOGGED"
 
 # ---------------------------------------------------------------- checks and the cursor
 check_list() { # FILE EXPECTED_ROWS LABEL: 200 body with that many orders

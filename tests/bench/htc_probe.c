@@ -1,5 +1,5 @@
 /*
- * htc_probe - drive the outbound HTTP client (src/htc.c) against a real server.
+ * htc_probe - drive the outbound HTTP client (src/io/htc.c) against a real server.
  *
  * Usage: htc_probe --url BASE_URL [--ca FILE] [--connections N] [--max-queue Q]
  *                  [--timeout-ms T] [--connect-timeout-ms T] [--count N]

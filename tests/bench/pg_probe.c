@@ -1,5 +1,5 @@
 /*
- * pg_probe - drive the PostgreSQL pool (src/pg.c) against a real server.
+ * pg_probe - drive the PostgreSQL pool (src/io/pg.c) against a real server.
  *
  * Usage: pg_probe --conninfo CONNINFO [--pool N] [--batches N] [--fail-every K]
  *

@@ -1,5 +1,5 @@
 /*
- * rl_probe - drive the rate limiter (src/ratelimit.c) against a real Redis.
+ * rl_probe - drive the rate limiter (src/http/ratelimit.c) against a real Redis.
  *
  * Usage: rl_probe --port PORT [--host IP] --rate R --burst B [--count N]
  *                 [--concurrency C] [--pause-ms MS] [--timeout-ms T]

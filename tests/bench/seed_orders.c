@@ -1087,7 +1087,7 @@ seed_make_order(struct seed_job *job, uint64_t idx)
 	p = seed_put_digits(p, seed_cities[city].area, 3);
 	p = seed_put_digits(p, seed_range(&r, 2000000, 9999999), 7);
 	*p++ = '\t';
-	/* shipping_address, in the shape src/apply.c stores */
+	/* shipping_address, in the shape src/order/apply.c stores */
 	p = seed_put(p, "{\"name\": \"");
 	memcpy(p, q, strlen(first) + 1 + strlen(last));
 	p += strlen(first) + 1 + strlen(last);

@@ -1,4 +1,4 @@
-# The outbound HTTPS client (src/htc.c), driven by tests/bench/htc_probe
+# The outbound HTTPS client (src/io/htc.c), driven by tests/bench/htc_probe
 # against the fake TikTok Shop server over real TLS, a plain-HTTP Python
 # server, and a TCP listener that never answers: verification, keep-alive,
 # the connection limit, timeouts, dropped connections, htc_close, the wait

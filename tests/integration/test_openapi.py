@@ -1,4 +1,4 @@
-# contrib/openapi.yaml against the route table of src/httpd.c: every route
+# contrib/openapi.yaml against the route table of src/http/httpd.c: every route
 # and method documented, nothing documented that is not routed, every
 # operation with its error responses.  No server needed.
 #
@@ -15,13 +15,13 @@ ROUTE = re.compile(r'\{\s*"(/[^"]*)"\s*,\s*([A-Z_| ]+?)\s*,\s*\w+\s*\}')
 
 
 def routes():
-    src = open(os.path.join(ofharness.srcdir(), "src", "httpd.c")).read()
+    src = open(os.path.join(ofharness.srcdir(), "src", "http", "httpd.c")).read()
     table = src[src.index("httpd_routes[] = {"):]
     table = table[:table.index("};")]
     out = {}
     for path, methods in ROUTE.findall(table):
         out[path] = {m.strip().replace("HTTPD_", "").lower() for m in methods.split("|")}
-    assert out, "no routes found in src/httpd.c"
+    assert out, "no routes found in src/http/httpd.c"
     return out
 
 

@@ -1,4 +1,4 @@
-# tests/bench/pg_probe: the PostgreSQL pool of src/pg.c against a real
+# tests/bench/pg_probe: the PostgreSQL pool of src/io/pg.c against a real
 # server.  Batches queue and pipeline on a connection (up to its depth of
 # 4), each ends in its own sync: one that fails rolls back alone, its
 # neighbours on the same connection commit, and every batch gets its own
@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-PIPELINE_DEPTH = 4  # PG_PIPELINE_DEPTH in src/pg.c
+PIPELINE_DEPTH = 4  # PG_PIPELINE_DEPTH in src/io/pg.c
 
 
 def probe_path():

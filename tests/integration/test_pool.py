@@ -38,7 +38,7 @@ def test_full_wait_queue_refuses_at_once(make_daemon):
     try:
         busy = Background(d)            # takes the only connection, blocks on the lock
         lock.wait_waiters(1)
-        # pipelined behind it on the same connection (PG_PIPELINE_DEPTH 4 in src/pg.c)
+        # pipelined behind it on the same connection (PG_PIPELINE_DEPTH 4 in src/io/pg.c)
         piped = [Background(d) for _ in range(3)]
         queued = Background(d)          # waits in the queue (room for one)
         ofharness.wait_for(lambda: "orderflow_pg_wait_queue 1" in d.get("/metrics").text,

@@ -1,4 +1,4 @@
-# The rate limiter (src/ratelimit.c) against a real Redis, driven by
+# The rate limiter (src/http/ratelimit.c) against a real Redis, driven by
 # tests/bench/rl_probe: the Lua token bucket (burst, refusals with the right
 # retry-after, refill, key expiry), one bucket shared by two processes,
 # independent subjects, EVALSHA falling back to EVAL after SCRIPT FLUSH, and
