@@ -4,8 +4,12 @@
  * Timers are embedded in their owners (a breaker, a retry, a workflow wait)
  * and reached from the callback with container_of, as in h2o's timerwheel.h.
  * Adding and cancelling are O(1); a timer that is not pending costs nothing.
- * The worker arms ONE libevent timer for twheel_next_expiry() and calls
- * twheel_run() with its cached clock when it fires (or once per loop turn).
+ * The owner's loop keeps ONE timer of its own for the wheel: the wheel
+ * calls the arm callback (twheel_set_arm) whenever its earliest expiry
+ * moves earlier than the one it last asked for (an add, the end of a run),
+ * and the loop calls twheel_run() when that time comes.  So no caller of
+ * twheel_add has to remember to re-arm anything; a cancel never asks (a
+ * wake-up with nothing to fire is harmless).
  *
  * Layout: TWHEEL_LEVELS levels of 64 slots.  A timer sits on the lowest
  * level whose 64 slots still separate its expiry from the wheel's time; as
@@ -45,6 +49,8 @@ struct twheel_timer;
 
 /* Called once when the timer fires; it is no longer pending by then. */
 typedef void twheel_cb(struct twheel_timer *t);
+/* Run the wheel at expire_ms (absolute, the wheel's clock) or earlier; replaces the last request. */
+typedef void twheel_arm_cb(uint64_t expire_ms, void *arg);
 
 /* Links of the circular list a pending timer is on. */
 struct twheel_link {
@@ -62,6 +68,12 @@ struct twheel_timer {
 
 /* A wheel whose time starts at now_ms (the worker's monotonic clock, ms). */
 struct twheel *twheel_new(uint64_t now_ms);
+/*
+ * The owner's loop timer: cb(expire_ms, arg) is called at once when timers
+ * are pending, then as described above.  Never from inside twheel_run's
+ * callbacks (the end of the run asks once for all).
+ */
+void twheel_set_arm(struct twheel *w, twheel_arm_cb *cb, void *arg);
 /* Free the wheel (not from its callbacks); pending timers become idle, never fire. */
 void twheel_free(struct twheel *w);
 

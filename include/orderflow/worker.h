@@ -63,8 +63,7 @@ struct worker {
 	struct auth	*auth;		/* who calls the dashboard API */
 	struct ratelimit *ratelimit;	/* the dashboard API's token buckets */
 	struct twheel	*wheel;		/* retries, backoffs, breaker resets */
-	struct event	*wheel_ev;	/* the one libevent timer that drives the wheel */
-	uint64_t	wheel_armed;	/* ms the wheel_ev is set for, UINT64_MAX if none */
+	struct event	*wheel_ev;	/* the one libevent timer that drives the wheel (twheel_set_arm) */
 	struct metrics	metrics;
 	pthread_mutex_t	lock;		/* guards inbox */
 	TAILQ_HEAD(, worker_msg) inbox;
@@ -109,8 +108,6 @@ void worker_post_owned(struct worker *w, worker_fn *fn, worker_fn *drop, void *a
 struct worker *worker_owner(struct worker_set *s, const char *key);
 /* Monotonic milliseconds, the wheel's clock. */
 uint64_t worker_now_ms(void);
-/* Re-arm the wheel's libevent timer after timers were added; cheap. */
-void worker_wheel_sync(struct worker *w);
 /* The worker running on this thread, or NULL on the main thread. */
 struct worker *worker_self(void);
 /* Called by httpd when a request was answered; ends a drain when idle. */

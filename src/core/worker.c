@@ -101,19 +101,14 @@ worker_now_ms(void)
 	return (uint64_t)(util_mono_us() / 1000);
 }
 
-void
-worker_wheel_sync(struct worker *w)
+/* The wheel asks to run at expire_ms: one libevent timer, moved as asked. */
+static void
+worker_arm_wheel(uint64_t expire_ms, void *arg)
 {
-	uint64_t next = twheel_next_expiry(w->wheel), now;
-	struct timeval tv;
+	struct worker *w = arg;
+	uint64_t now = worker_now_ms(), ms = expire_ms > now ? expire_ms - now : 0;
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
 
-	if (next == UINT64_MAX || (next >= w->wheel_armed && evtimer_pending(w->wheel_ev, NULL)))
-		return;
-	now = worker_now_ms();
-	next = next > now ? next - now : 0;
-	tv.tv_sec = (time_t)(next / 1000);
-	tv.tv_usec = (suseconds_t)(next % 1000) * 1000;
-	w->wheel_armed = now + next;
 	evtimer_add(w->wheel_ev, &tv);
 }
 
@@ -122,9 +117,7 @@ worker_on_wheel(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
-	w->wheel_armed = UINT64_MAX;
 	twheel_run(w->wheel, worker_now_ms());
-	worker_wheel_sync(w);
 }
 
 static void
@@ -335,8 +328,8 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	auth_prepare(w->pg);
 	api_prepare(w->pg);
 	w->wheel = twheel_new(worker_now_ms());
-	w->wheel_armed = UINT64_MAX;
 	w->wheel_ev = evtimer_new(w->base, worker_on_wheel, w);
+	twheel_set_arm(w->wheel, worker_arm_wheel, w);
 	w->webhook = webhook_new(w);
 	w->tt = tt_new(w);
 	w->proc = proc_new(w);

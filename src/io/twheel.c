@@ -38,7 +38,12 @@ struct twheel {
 	struct twheel_link	overdue;	/* expiry before now: fire first in the next run */
 	uint64_t		overdue_min;	/* no later than the earliest overdue expiry */
 	struct twheel_link	far;		/* expiry past the current top-level span */
+	twheel_arm_cb		*arm;		/* asks the owner's loop to call twheel_run, or NULL */
+	void			*arm_arg;
+	uint64_t		armed;		/* the expiry arm was last given, UINT64_MAX: none */
 };
+
+static void twheel_rearm(struct twheel *w);
 
 /* List primitives: circular, with the head as a sentinel. */
 static void
@@ -227,7 +232,32 @@ twheel_new(uint64_t now_ms)
 	twheel_list_init(&w->overdue);
 	twheel_list_init(&w->far);
 	w->overdue_min = UINT64_MAX;
+	w->armed = UINT64_MAX;
 	return w;
+}
+
+void
+twheel_set_arm(struct twheel *w, twheel_arm_cb *cb, void *arg)
+{
+	w->arm = cb;
+	w->arm_arg = arg;
+	w->armed = UINT64_MAX;
+	twheel_rearm(w);
+}
+
+/* Ask for a run at the earliest expiry when it is earlier than the one asked for. */
+static void
+twheel_rearm(struct twheel *w)
+{
+	uint64_t next;
+
+	if (w->arm == NULL || w->running)
+		return;
+	next = twheel_next_expiry(w);
+	if (next == UINT64_MAX || next >= w->armed)
+		return;
+	w->armed = next;
+	w->arm(next, w->arm_arg);
 }
 
 /* Detach every timer of a list, leaving each idle. */
@@ -273,6 +303,7 @@ twheel_add(struct twheel *w, struct twheel_timer *t, uint64_t expire_ms)
 			w->overdue_min = expire_ms;
 	} else
 		twheel_place(w, t);
+	twheel_rearm(w);
 }
 
 void
@@ -299,6 +330,8 @@ twheel_run(struct twheel *w, uint64_t now_ms)
 	if (w->running)
 		return 0;
 	w->running = true;
+	/* Whatever was asked for has come: the next arm is asked afresh. */
+	w->armed = UINT64_MAX;
 	if (now_ms == UINT64_MAX)
 		now_ms = UINT64_MAX - 1;
 
@@ -327,6 +360,7 @@ twheel_run(struct twheel *w, uint64_t now_ms)
 		n += twheel_fire(w, &list);
 	}
 	w->running = false;
+	twheel_rearm(w);
 	return n;
 }
 

@@ -42,7 +42,6 @@ stats_schedule(struct stats *st, int64_t ms)
 	if (st->closing)
 		return;
 	twheel_add(st->w->wheel, &st->timer, worker_now_ms() + (uint64_t)ms);
-	worker_wheel_sync(st->w);
 }
 
 static void

@@ -74,7 +74,6 @@ poll_schedule(struct poll *pl, int64_t ms)
 	if (pl->closing)
 		return;
 	twheel_add(pl->w->wheel, &pl->timer, worker_now_ms() + (uint64_t)(ms > 0 ? ms : 0));
-	worker_wheel_sync(pl->w);
 }
 
 /* A shop's run ended; ok says whether the cursor moved to run->lt. */

@@ -311,7 +311,6 @@ proc_later(struct proc_batch *b, int64_t ms, void (*resume)(struct proc_batch *)
 	b->state = PROC_WAIT;
 	b->resume = resume;
 	twheel_add(b->p->w->wheel, &b->timer, worker_now_ms() + (uint64_t)(ms > 0 ? ms : 0));
-	worker_wheel_sync(b->p->w);
 }
 
 static struct proc_batch *
@@ -883,7 +882,6 @@ proc_claim_again(struct proc *p, int64_t ms)
 	if (p->closing)
 		return;
 	twheel_add(p->w->wheel, &p->claim_timer, worker_now_ms() + (uint64_t)ms);
-	worker_wheel_sync(p->w);
 }
 
 static void

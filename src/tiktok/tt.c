@@ -189,7 +189,6 @@ tt_on_response(const struct htc_response *hr, void *arg)
 		breaker_failure(&t->breaker, worker_now_ms());
 	else
 		breaker_success(&t->breaker, worker_now_ms());
-	worker_wheel_sync(t->w);
 	q->cb(&r, q->arg);
 	json_decref(doc);
 	free(q);
@@ -232,10 +231,8 @@ tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *
 	if (!sent) {
 		free(q);
 		/* A probe that never went out must not hold the half-open breaker. */
-		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN) {
+		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
 			breaker_failure(&t->breaker, worker_now_ms());
-			worker_wheel_sync(t->w);
-		}
 		return TT_RETRY;
 	}
 	return TT_OK;

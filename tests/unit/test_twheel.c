@@ -741,6 +741,76 @@ test_million(void **state)
 	twheel_free(w);
 }
 
+
+/* What the arm callback was asked, in order. */
+static struct {
+	uint64_t	at[16];
+	int		n;
+} arms;
+
+static void
+arm_cb(uint64_t expire_ms, void *arg)
+{
+	assert_ptr_equal(arg, &arms);
+	if (arms.n < (int)NELEM(arms.at))
+		arms.at[arms.n] = expire_ms;
+	arms.n++;
+}
+
+static struct twheel *arm_wheel;
+
+static void
+readd_self_cb(struct twheel_timer *t)
+{
+	record_cb(t);
+	/* Inside a run: the wheel asks once, at the end. */
+	twheel_add(arm_wheel, t, 10000);
+}
+
+/*
+ * The wheel re-arms its owner's timer by itself: when an add moves the
+ * earliest expiry earlier, never for a later one, and once at the end of
+ * a run for what is left (adds from callbacks included).
+ */
+static void
+test_arm_callback(void **state)
+{
+	struct tt a[4];
+	struct twheel *w = twheel_new(0);
+
+	memset(&arms, 0, sizeof(arms));
+	init_all(a, NELEM(a), record_cb);
+	twheel_set_arm(w, arm_cb, &arms);
+	assert_int_equal(arms.n, 0);		/* nothing pending: nothing asked */
+	twheel_add(w, &a[0].timer, 500);
+	assert_int_equal(arms.n, 1);
+	assert_true(arms.at[0] <= 500);
+	twheel_add(w, &a[1].timer, 900);	/* later: no new request */
+	assert_int_equal(arms.n, 1);
+	twheel_add(w, &a[2].timer, 20);		/* earlier: asked at once */
+	assert_int_equal(arms.n, 2);
+	assert_int_equal(arms.at[1], 20);
+	twheel_cancel(&a[2].timer);		/* a cancel never asks */
+	assert_int_equal(arms.n, 2);
+	arm_wheel = w;
+	twheel_timer_init(&a[3].timer, readd_self_cb);
+	twheel_add(w, &a[3].timer, 30);		/* 20 is still asked for: it comes first */
+	assert_int_equal(arms.n, 2);
+	trace_reset();
+	assert_int_equal(twheel_run(w, 600), 2);	/* a[3] then a[0] */
+	/* One request at the end of the run, for the earliest left (a[1] at 900). */
+	assert_int_equal(arms.n, 3);
+	assert_true(arms.at[2] <= 900 && arms.at[2] > 600);
+	/* a[3] re-adds itself for the time being fired: overdue, asked for at once. */
+	assert_int_equal(twheel_run(w, 20000), 2);
+	assert_int_equal(arms.n, 4);
+	assert_int_equal(arms.at[3], 10000);
+	twheel_cancel(&a[3].timer);
+	assert_int_equal(twheel_run(w, 20001), 0);
+	assert_int_equal(arms.n, 4);		/* nothing left: nothing asked */
+	twheel_free(w);
+}
+
 int
 main(void)
 {
@@ -755,6 +825,7 @@ main(void)
 		cmocka_unit_test(test_free_pending),
 		cmocka_unit_test(test_random_reference),
 		cmocka_unit_test(test_million),
+		cmocka_unit_test(test_arm_callback),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
