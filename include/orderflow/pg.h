@@ -17,8 +17,18 @@
  * exponential backoff.  When no connection is up, or the wait queue is
  * full, pg_submit refuses at once so the caller can answer 503.
  *
+ * The callback runs exactly once per batch for which pg_submit returned
+ * PG_OK, on the pool's loop, never from inside pg_submit or the pg_batch_*
+ * calls that build a batch: a batch whose send fails at once is called
+ * back on a later turn of the loop, so state the caller sets after PG_OK
+ * is in place when the callback runs.
+ * On PG_EDOWN or PG_EFULL the batch is freed and its callback never runs.
+ * pg_pool_close runs every remaining callback ("shutting down", or the
+ * failure already met) before it returns.
+ *
  * Owned and called by one worker thread only; the counters in
- * struct pg_stats may be read from other threads.
+ * struct pg_stats may be read from other threads.  A callback may call
+ * pg_submit, never pg_pool_free.
  */
 #ifndef ORDERFLOW_PG_H
 #define ORDERFLOW_PG_H
@@ -34,11 +44,11 @@ struct config;
 struct pg_pool;
 struct pg_batch;
 
-/* Called once per submitted batch: success, failure, or pool shutdown. */
+/* Called once per batch accepted by pg_submit (see top): success, failure, or shutdown. */
 typedef void pg_batch_cb(struct pg_batch *b, void *arg);
 
 enum pg_submit {
-	PG_OK,		/* queued or sent; the callback will run */
+	PG_OK,		/* queued or sent; the callback will run, later */
 	PG_EDOWN,	/* no connection is up: the database is unreachable */
 	PG_EFULL,	/* the wait queue is full */
 };
@@ -60,7 +70,10 @@ void pg_pool_prepare(struct pg_pool *p, const char *name, const char *sql);
 void pg_pool_start(struct pg_pool *p);
 /* Take new timeouts and limits after a reload. */
 void pg_pool_reconfigure(struct pg_pool *p, const struct config *cfg);
-/* Fail every queued and running batch ("shutting down") and close all. */
+/*
+ * Fail every queued and running batch ("shutting down"), close all, and
+ * run every remaining callback before returning.
+ */
 void pg_pool_close(struct pg_pool *p);
 /* Free the pool (closing it first); its stats stay readable until then. */
 void pg_pool_free(struct pg_pool *p);
@@ -72,7 +85,10 @@ struct pg_batch *pg_batch_new(pg_batch_cb *cb, void *arg);
 /* Add a statement: a prepared name (prepared = true) or SQL text; values are copied. */
 void pg_batch_add(struct pg_batch *b, bool prepared, const char *stmt, int nparams,
     const char *const *values);
-/* Submit; on anything but PG_OK the batch is freed and cb is not called. */
+/*
+ * Submit; on anything but PG_OK the batch is freed and cb is not called.
+ * Never runs a callback itself, not even when the send fails at once.
+ */
 enum pg_submit pg_submit(struct pg_pool *p, struct pg_batch *b) MUSTCHECK;
 
 /* In the callback: NULL on success, else why the batch failed. */

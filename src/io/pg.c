@@ -6,10 +6,24 @@
  * changes it.  One timer per connection serves the state it is in: the
  * reconnect delay (DOWN), the connect timeout (CONNECTING, SETUP) or the
  * query timeout (BUSY).
+ *
+ * A batch's callback never runs inside pg_submit.  Its send can fail there
+ * (pg_conn_send, pg_conn_flush), and losing a connection fails every batch
+ * on it and, with none left up, the queue too; callers set state after
+ * PG_OK, so a callback that ran first would find it not yet set, or act
+ * on it after it is gone.  pg_conn_fail and pg_fail_queue therefore put
+ * failed batches on the pool's failed list, oldest first, and one event
+ * made active with event_active runs them on the next turn of the loop.
+ * Failures found by I/O callbacks and timers take the same path, so there
+ * is one order: a connection's batches fail in the order they were sent,
+ * after its earlier batches' results, and before any batch on the
+ * connection that replaces it (that needs at least a poll, and the active
+ * event runs first).  pg_pool_close runs what is left before it returns.
  */
 #include "config.h"
 
 #include <event2/event.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,10 +101,13 @@ struct pg_pool {
 	int		nstmts;
 	struct pg_batch_list queue;	/* batches waiting for an idle connection */
 	int		nqueue;
+	struct pg_batch_list failed;	/* failed batches whose callbacks wait, oldest first */
+	int		nfailed;
+	struct event	*failed_ev;	/* runs them on the next loop turn (pg_pool_on_failed) */
 	int64_t		max_wait;
 	int64_t		connect_timeout, query_timeout;	/* ms */
 	int64_t		reconnect_min, reconnect_max;	/* ms */
-	bool		closing;	/* pg_pool_free is running */
+	bool		closing;	/* pg_pool_close has run: refuse everything */
 	struct pg_stats	stats;
 };
 
@@ -213,6 +230,42 @@ pg_batch_finish(struct pg_pool *p, struct pg_batch *b, const char *error)
 	if (b->cb != NULL)
 		b->cb(b, b->arg);
 	pg_batch_free(b);
+}
+
+/* Fail a batch without calling back yet: pg_pool_on_failed will (see top). */
+static void
+pg_batch_defer(struct pg_pool *p, struct pg_batch *b, const char *error)
+{
+	if (b->error == NULL)
+		b->error = xstrdup(error);
+	TAILQ_INSERT_TAIL(&p->failed, b, entry);
+	p->nfailed++;
+	event_active(p->failed_ev, EV_TIMEOUT, 0);
+}
+
+/* Run the callbacks of up to n deferred failures, oldest first. */
+static void
+pg_pool_finish_failed(struct pg_pool *p, int n)
+{
+	struct pg_batch *b;
+
+	while (n-- > 0 && (b = TAILQ_FIRST(&p->failed)) != NULL) {
+		TAILQ_REMOVE(&p->failed, b, entry);
+		p->nfailed--;
+		pg_batch_finish(p, b, NULL);
+	}
+}
+
+static void
+pg_pool_on_failed(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_pool *p = arg;
+
+	/*
+	 * Only those failed before this turn: one whose callback submits again
+	 * into a failing pool hears back on the next turn, not in a loop here.
+	 */
+	pg_pool_finish_failed(p, p->nfailed);
 }
 
 /* Point the read/write events at the connection's current socket. */
@@ -557,9 +610,9 @@ pg_fail_queue(struct pg_pool *p, const char *why)
 	while ((b = TAILQ_FIRST(&p->queue)) != NULL) {
 		TAILQ_REMOVE(&p->queue, b, entry);
 		p->nqueue--;
-		pg_pool_count(p);
-		pg_batch_finish(p, b, why);
+		pg_batch_defer(p, b, why);
 	}
+	pg_pool_count(p);
 }
 
 static void
@@ -595,7 +648,7 @@ pg_conn_fail(struct pg_conn *c, const char *why)
 		if (was == PG_CONN_SETUP)
 			pg_batch_free(b);
 		else
-			pg_batch_finish(p, b, reason);
+			pg_batch_defer(p, b, reason);
 	}
 	if (atomic_load(&p->stats.up) == 0)
 		pg_fail_queue(p, "database unavailable");
@@ -674,6 +727,8 @@ pg_pool_new(struct event_base *base, const struct config *cfg)
 	p->size = (int)cfg->postgres.pool_size;
 	p->conns = xcalloc((size_t)p->size, sizeof(*p->conns));
 	TAILQ_INIT(&p->queue);
+	TAILQ_INIT(&p->failed);
+	p->failed_ev = event_new(base, -1, 0, pg_pool_on_failed, p);
 	pg_pool_reconfigure(p, cfg);
 	for (int i = 0; i < p->size; i++) {
 		struct pg_conn *c = &p->conns[i];
@@ -729,6 +784,12 @@ pg_pool_close(struct pg_pool *p)
 		evtimer_del(c->timer);
 	}
 	pg_fail_queue(p, "shutting down");
+	/*
+	 * The owner frees what the callbacks use right after this returns, so
+	 * they all run now, those deferred before included, in order.
+	 */
+	event_del(p->failed_ev);
+	pg_pool_finish_failed(p, INT_MAX);
 }
 
 void
@@ -737,6 +798,7 @@ pg_pool_free(struct pg_pool *p)
 	if (p == NULL)
 		return;
 	pg_pool_close(p);
+	event_free(p->failed_ev);
 	for (int i = 0; i < p->size; i++)
 		event_free(p->conns[i].timer);
 	for (int i = 0; i < p->nstmts; i++) {
