@@ -59,6 +59,13 @@ void httpd_error(struct httpd_req *hr, int status, const char *code, const char 
 	PRINTFLIKE(4, 5);
 /* Content-Type is application/json (parameters allowed). */
 bool httpd_is_json(struct httpd_req *hr);
+/* {"error":{"code":...,"message":...}} (caller frees). */
+char *httpd_error_json(const char *code, const char *message);
+/*
+ * Free a request that will never be answered because its worker has
+ * ended (only after the threads were joined: libevent freed its side).
+ */
+void httpd_abandon(struct httpd_req *hr);
 /* 503 with Retry-After, for a database that is down or a full queue. */
 void httpd_unavailable(struct httpd_req *hr, int retry_after_s, const char *why);
 

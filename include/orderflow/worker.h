@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 
 #include "orderflow/metrics.h"
+#include "orderflow/service.h"
 #include "orderflow/util.h"
 
 struct config;
@@ -24,14 +25,8 @@ struct event;
 struct event_base;
 struct httpd;
 struct pg_pool;
-struct poll;
-struct proc;
 struct rds;
-struct auth;
-struct ratelimit;
-struct tt;
 struct twheel;
-struct webhook;
 struct worker;
 struct worker_set;
 
@@ -55,13 +50,7 @@ struct worker {
 	struct httpd	*httpd;
 	struct pg_pool	*pg;
 	struct rds	*rds;
-	struct webhook	*webhook;	/* TikTok webhook ingestion */
-	struct tt	*tt;		/* TikTok Shop API client and its breaker */
-	struct proc	*proc;		/* processing of stored webhook events */
-	struct poll	*poll;		/* polling reconciliation of this worker's shops */
-	struct stats	*stats;		/* the list summary's counters (worker 0) */
-	struct auth	*auth;		/* who calls the dashboard API */
-	struct ratelimit *ratelimit;	/* the dashboard API's token buckets */
+	void		*svc[SERVICE_COUNT];	/* the services' instances (service.h) */
 	struct twheel	*wheel;		/* retries, backoffs, breaker resets */
 	struct event	*wheel_ev;	/* the one libevent timer that drives the wheel (twheel_set_arm) */
 	struct metrics	metrics;
@@ -75,6 +64,7 @@ struct worker {
 	atomic_llong	heartbeat_us;	/* mono time of the last tick */
 	atomic_llong	lag_us;		/* how late the last tick ran */
 	atomic_bool	started;	/* first PostgreSQL and Redis attempts done */
+	atomic_int	inflight;	/* requests not answered yet (a drain waits for every worker's) */
 	atomic_bool	exited;		/* the loop has ended */
 };
 

@@ -20,22 +20,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "orderflow/admin.h"
-#include "orderflow/api.h"
-#include "orderflow/auth.h"
 #include "orderflow/config.h"
-#include "orderflow/health.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
-#include "orderflow/poll.h"
-#include "orderflow/proc.h"
-#include "orderflow/ratelimit.h"
 #include "orderflow/rds.h"
-#include "orderflow/stats.h"
-#include "orderflow/tt.h"
+#include "orderflow/service.h"
 #include "orderflow/twheel.h"
-#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 static _Thread_local struct worker *worker_current;
@@ -130,7 +121,7 @@ worker_on_tick(evutil_socket_t fd, short what, void *arg)
 	atomic_store(&w->lag_us, lag > 0 ? lag : 0);
 	atomic_store(&w->heartbeat_us, now);
 	if (!atomic_load(&w->started) && pg_pool_tried(w->pg) && rds_tried(w->rds) &&
-	    (atomic_load(&pg_pool_stats(w->pg)->up) == 0 || webhook_ready(w->webhook)))
+	    (atomic_load(&pg_pool_stats(w->pg)->up) == 0 || service_ready(w)))
 		atomic_store(&w->started, true);
 }
 
@@ -143,8 +134,9 @@ worker_apply_config(struct worker *w, void *arg)
 	httpd_reconfigure(w->httpd, cfg);
 	pg_pool_reconfigure(w->pg, cfg);
 	rds_reconfigure(w->rds, cfg);
-	ratelimit_reconfigure(w->ratelimit, cfg);
-	poll_reconfigure(w->poll, cfg);
+	for (int i = 0; i < SERVICE_COUNT; i++)
+		if (service_table[i].reconfigure != NULL)
+			service_table[i].reconfigure(w, cfg);
 	config_unref(w->cfg);
 	w->cfg = cfg;
 }
@@ -175,12 +167,23 @@ worker_begin_drain(struct worker *w, void *arg)
 /* A client that vanished mid-write never completes; don't wait for it long. */
 #define WORKER_FLUSH_GRACE_MS 1000
 
-void
-worker_request_done(struct worker *w)
+/* No worker has a request in flight (an owner may be working for another's). */
+static bool
+worker_set_idle(struct worker_set *s)
+{
+	for (int i = 0; i < s->n; i++)
+		if (atomic_load(&s->workers[i].inflight) > 0)
+			return false;
+	return true;
+}
+
+/* End the loop once every worker's requests are answered and ours are written. */
+static void
+worker_drain_check(struct worker *w, void *arg)
 {
 	struct timeval grace = { 0, WORKER_FLUSH_GRACE_MS * 1000 };
 
-	if (!w->draining || httpd_inflight(w->httpd) > 0)
+	if (!w->draining || !worker_set_idle(w->set))
 		return;
 	if (httpd_sending(w->httpd) == 0)
 		event_base_loopexit(w->base, NULL);
@@ -189,6 +192,22 @@ worker_request_done(struct worker *w)
 		w->flush_grace = true;
 		evtimer_add(w->drain_timer, &grace);
 	}
+}
+
+void
+worker_request_done(struct worker *w)
+{
+	if (!w->draining)
+		return;
+	/*
+	 * An owner worker keeps running while another worker's request waits
+	 * for it; tell the others when this one has nothing left.
+	 */
+	if (atomic_load(&w->inflight) == 0)
+		for (int i = 0; i < w->set->n; i++)
+			if (&w->set->workers[i] != w)
+				worker_post(&w->set->workers[i], worker_drain_check, NULL);
+	worker_drain_check(w, NULL);
 }
 
 static void *
@@ -204,21 +223,18 @@ worker_main(void *arg)
 	log_set_worker(w->id);
 	pg_pool_start(w->pg);
 	rds_start(w->rds);
-	webhook_start(w->webhook);
-	proc_start(w->proc);
-	poll_start(w->poll);
-	stats_start(w->stats);
+	for (int i = 0; i < SERVICE_COUNT; i++)
+		if (service_table[i].start != NULL)
+			service_table[i].start(w);
 	event_base_dispatch(w->base);
 	/*
 	 * Fail what still waits on the database and Redis first, so their
 	 * handlers answer while the HTTP connections still exist.
 	 */
-	proc_close(w->proc);
-	poll_close(w->poll);
-	stats_close(w->stats);
-	tt_close(w->tt);
+	for (int i = SERVICE_COUNT - 1; i >= 0; i--)
+		if (service_table[i].close != NULL)
+			service_table[i].close(w);
 	pg_pool_close(w->pg);
-	webhook_close(w->webhook);
 	rds_close(w->rds);
 	httpd_free(w->httpd);
 	/* htc frees a resolver that still had a lookup out a loop turn or two later. */
@@ -319,25 +335,16 @@ worker_init(struct worker *w, struct worker_set *s, int id, struct config *cfg, 
 	}
 	atomic_store(&w->heartbeat_us, util_mono_us());
 	w->pg = pg_pool_new(w->base, cfg);
-	health_prepare(w->pg);
-	webhook_prepare(w->pg);
-	proc_prepare(w->pg);
-	admin_prepare(w->pg);
-	poll_prepare(w->pg);
-	stats_prepare(w->pg);
-	auth_prepare(w->pg);
-	api_prepare(w->pg);
+	for (const struct service *sv = service_table; sv->name != NULL; sv++)
+		if (sv->prepare != NULL)
+			sv->prepare(w->pg);
 	w->wheel = twheel_new(worker_now_ms());
 	w->wheel_ev = evtimer_new(w->base, worker_on_wheel, w);
 	twheel_set_arm(w->wheel, worker_arm_wheel, w);
-	w->webhook = webhook_new(w);
-	w->tt = tt_new(w);
-	w->proc = proc_new(w);
-	w->poll = poll_new(w);
-	w->stats = stats_new(w);
 	w->rds = rds_new(w->base, cfg);
-	w->auth = auth_new(w);
-	w->ratelimit = ratelimit_new(w->base, w->rds, cfg);
+	for (int i = 0; i < SERVICE_COUNT; i++)
+		if (service_table[i].create != NULL)
+			w->svc[i] = service_table[i].create(w);
 	w->httpd = httpd_new(w, fd);
 }
 
@@ -435,31 +442,37 @@ worker_set_all_exited(struct worker_set *s)
 	return true;
 }
 
+/* Run or drop what is still queued for a worker whose thread has ended. */
+static void
+worker_drop_inbox(struct worker *w)
+{
+	struct worker_msg *m;
+
+	while ((m = TAILQ_FIRST(&w->inbox)) != NULL) {
+		TAILQ_REMOVE(&w->inbox, m, entry);
+		if (m->fn == worker_apply_config)
+			config_unref(m->arg);
+		else if (m->drop != NULL)
+			m->drop(w, m->arg);
+		free(m);
+	}
+}
+
 void
 worker_set_free(struct worker_set *s)
 {
+	/* Every thread first: each reads the others' counters until it ends. */
+	for (int i = 0; i < s->n; i++)
+		pthread_join(s->workers[i].thread, NULL);
+	for (int i = 0; i < s->n; i++)
+		worker_drop_inbox(&s->workers[i]);
 	for (int i = 0; i < s->n; i++) {
 		struct worker *w = &s->workers[i];
-		struct worker_msg *m;
 
-		pthread_join(w->thread, NULL);
-		while ((m = TAILQ_FIRST(&w->inbox)) != NULL) {
-			TAILQ_REMOVE(&w->inbox, m, entry);
-			if (m->fn == worker_apply_config)
-				config_unref(m->arg);
-			else if (m->drop != NULL)
-				m->drop(w, m->arg);
-			free(m);
-		}
-		/* Other workers read these until every thread has ended. */
-		poll_free(w->poll);
-		stats_free(w->stats);
-		proc_free(w->proc);
-		tt_free(w->tt);
+		for (int k = SERVICE_COUNT - 1; k >= 0; k--)
+			if (service_table[k].destroy != NULL && w->svc[k] != NULL)
+				service_table[k].destroy(w);
 		pg_pool_free(w->pg);
-		auth_free(w->auth);
-		ratelimit_free(w->ratelimit);
-		webhook_free(w->webhook);
 		twheel_free(w->wheel);
 		event_free(w->wheel_ev);
 		rds_free(w->rds);

@@ -78,7 +78,7 @@ health_readyz(struct httpd_req *hr)
 		struct worker *w = &s->workers[i];
 		bool pg = atomic_load(&pg_pool_stats(w->pg)->up) > 0;
 		bool rd = rds_connected(w->rds);
-		bool wh = webhook_ready(w->webhook);
+		bool wh = webhook_ready(w->svc[SERVICE_WEBHOOK]);
 
 		n += (size_t)snprintf(body + n, sizeof(body) - n,
 		    "%s{\"id\":%d,\"postgres\":%s,\"redis\":%s,\"webhooks\":%s}", i > 0 ? "," : "",

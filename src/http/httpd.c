@@ -19,11 +19,12 @@
 #include <strings.h>
 
 #include "orderflow/admin.h"
-#include "orderflow/api.h"
 #include "orderflow/config.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
+#include "orderflow/rest_bulk.h"
+#include "orderflow/rest_orders.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -49,20 +50,19 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/admin/dead-letters", HTTPD_GET, admin_dead_letters },
 	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
 	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },
-	{ "/api/orders", HTTPD_GET, api_orders_list },
+	{ "/api/orders", HTTPD_GET, rest_orders_list },
 	/* before /api/orders/{id}/status, which would take "bulk" for an id */
-	{ "/api/orders/bulk/status", HTTPD_POST, api_bulk_status },
-	{ "/api/orders/bulk/{id}", HTTPD_GET, api_bulk_get },
-	{ "/api/orders/{id}", HTTPD_GET, api_order_get },
-	{ "/api/orders/{id}/status", HTTPD_POST, api_order_status },
-	{ "/api/orders/{id}/workflow", HTTPD_POST, api_order_workflow },
+	{ "/api/orders/bulk/status", HTTPD_POST, rest_bulk_status },
+	{ "/api/orders/bulk/{id}", HTTPD_GET, rest_bulk_get },
+	{ "/api/orders/{id}", HTTPD_GET, rest_orders_get },
+	{ "/api/orders/{id}/status", HTTPD_POST, rest_orders_status },
+	{ "/api/orders/{id}/workflow", HTTPD_POST, rest_orders_workflow },
 };
 
 struct httpd {
 	struct worker	*w;
 	struct evhttp	*http;
 	struct evhttp_bound_socket *bound;	/* NULL once we stopped accepting */
-	int		inflight;		/* requests not yet answered */
 	int		sending;		/* answers not yet fully written */
 };
 
@@ -199,7 +199,7 @@ httpd_on_request(struct evhttp_request *req, void *arg)
 	hr->route = -1;
 	hr->start_us = util_mono_us();
 	hr->path = xstrdup(path != NULL && path[0] != '\0' ? path : "/");
-	h->inflight++;
+	atomic_fetch_add(&h->w->inflight, 1);
 	if (h->w->draining) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		httpd_error(hr, 503, "shutting_down", "the server is shutting down");
@@ -233,9 +233,18 @@ httpd_done(struct httpd_req *hr, int status)
 	free(hr->path);
 	free(hr);
 	if (w->httpd != NULL) {
-		w->httpd->inflight--;
+		atomic_fetch_sub(&w->inflight, 1);
 		worker_request_done(w);
 	}
+}
+
+void
+httpd_abandon(struct httpd_req *hr)
+{
+	for (int i = 0; i < HTTPD_MAX_PARAMS; i++)
+		free(hr->params[i]);
+	free(hr->path);
+	free(hr);
 }
 
 /* libevent wrote the whole answer: a drain may now end. */
@@ -280,9 +289,8 @@ httpd_reply_json(struct httpd_req *hr, int status, json_t *doc)
 	free(text);
 }
 
-/* The error document every error answer uses. */
-static char *
-httpd_error_body(const char *code, const char *message)
+char *
+httpd_error_json(const char *code, const char *message)
 {
 	json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
 	char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
@@ -301,7 +309,7 @@ httpd_error(struct httpd_req *hr, int status, const char *code, const char *fmt,
 	va_start(ap, fmt);
 	message = xvasprintf(fmt, ap);
 	va_end(ap);
-	body = httpd_error_body(code, message);
+	body = httpd_error_json(code, message);
 	httpd_reply(hr, status, "application/json", body, strlen(body));
 	free(body);
 	free(message);
@@ -348,7 +356,7 @@ evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
 			message = map[i].message;
 		}
 	}
-	body = httpd_error_body(code, message);
+	body = httpd_error_json(code, message);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if ((buf = evbuffer_new()) != NULL) {
@@ -409,7 +417,7 @@ httpd_stop_accepting(struct httpd *h)
 int
 httpd_inflight(const struct httpd *h)
 {
-	return h->inflight;
+	return atomic_load(&h->w->inflight);
 }
 
 int

@@ -8,43 +8,14 @@
 #include <string.h>
 
 #include "orderflow/apply.h"
+#include "orderflow/order.h"
 #include "orderflow/pg.h"
 #include "orderflow/util.h"
-
-/*
- * The status table.  Webhooks say CANCEL where the order API says
- * CANCELLED; PARTIALLY_SHIPPING appears only in the API.  Both spellings
- * are here, so a status read from either source maps the same way.
- */
-static const struct {
-	const char	*tiktok;
-	const char	*status;	/* enum order_status */
-} apply_statuses[] = {
-	{ "UNPAID", "pending" },
-	{ "ON_HOLD", "pending" },
-	{ "AWAITING_SHIPMENT", "confirmed" },
-	{ "PARTIALLY_SHIPPING", "processing" },
-	{ "AWAITING_COLLECTION", "processing" },
-	{ "IN_TRANSIT", "shipped" },
-	{ "DELIVERED", "delivered" },
-	{ "COMPLETED", "delivered" },
-	{ "CANCELLED", "cancelled" },
-	{ "CANCEL", "cancelled" },
-};
 
 /* Amounts beyond NUMERIC(12,2): 10 integer digits. */
 #define APPLY_MONEY_MAX 9999999999LL
 /* Timestamps beyond year 9999 are garbage. */
 #define APPLY_TIME_MAX 253402300799LL
-
-const char *
-apply_map_status(const char *tiktok_status)
-{
-	for (size_t i = 0; i < NELEM(apply_statuses); i++)
-		if (strcmp(apply_statuses[i].tiktok, tiktok_status) == 0)
-			return apply_statuses[i].status;
-	return NULL;
-}
 
 /* An id: 1..64 bytes of [0-9A-Za-z_-]. */
 static const char *
@@ -281,7 +252,7 @@ json_t *
 apply_normalize(json_t *order, const char **idp, char *err, size_t errsz)
 {
 	const char *id = apply_id(order, "id"), *ts = json_string_value(json_object_get(order, "status"));
-	const char *status = ts != NULL ? apply_map_status(ts) : NULL, *bad;
+	const char *status = order_status_name(order_status_from_tiktok(ts)), *bad;
 	json_t *addr = json_object_get(order, "recipient_address"), *rec, *items;
 
 	*idp = id;
@@ -316,150 +287,3 @@ apply_normalize(json_t *order, const char **idp, char *err, size_t errsz)
 	return rec;
 }
 
-/*
- * One statement, so one transaction and one round trip per set.  prev
- * locks the stored rows first so the history and audit rows see the
- * state they replace; the upsert's WHERE is the never-move-backwards rule.
- */
-static const char apply_sql[] =
-    "WITH shop AS (SELECT id, creator_id FROM shops WHERE id = $1::uuid),"
-    " src AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x("
-    "  tiktok_order_id text, order_status order_status, tiktok_status text,"
-    "  update_time bigint, create_time bigint, paid_time bigint, rts_sla_time bigint,"
-    "  shipping_due_time bigint, collection_due_time bigint, delivery_sla_time bigint,"
-    "  cancel_order_sla_time bigint, is_on_hold boolean, buyer_request_cancel boolean,"
-    "  currency text, subtotal numeric, tax numeric, shipping_cost numeric,"
-    "  total_amount numeric, payment_status payment_status, customer_name text,"
-    "  customer_email text, customer_phone text, shipping_address jsonb,"
-    "  shipping_method text, items jsonb)),"
-    " prev AS (SELECT o.id, o.tiktok_order_id, o.order_status, o.tiktok_status,"
-    "  o.tiktok_update_time FROM orders o JOIN src USING (tiktok_order_id) FOR UPDATE OF o),"
-    " up AS (INSERT INTO orders AS o (user_id, shop_id, tiktok_order_id, order_number,"
-    "  order_status, tiktok_status, tiktok_update_time, subtotal, tax, total_amount, currency,"
-    "  payment_status, customer_name, customer_email, customer_phone, shipping_address,"
-    "  shipping_method, shipping_cost, order_date, shipped_date, delivered_date, rts_sla_time,"
-    "  shipping_due_time, collection_due_time, delivery_sla_time, cancel_order_sla_time,"
-    "  is_on_hold, buyer_request_cancel, last_tiktok_sync, sync_status)"
-    "  SELECT shop.creator_id, shop.id, s.tiktok_order_id, s.tiktok_order_id, s.order_status,"
-    "  s.tiktok_status, to_timestamp(s.update_time), s.subtotal, s.tax, s.total_amount,"
-    "  s.currency, s.payment_status, s.customer_name, s.customer_email, s.customer_phone,"
-    "  s.shipping_address, s.shipping_method, s.shipping_cost, to_timestamp(s.create_time),"
-    "  CASE WHEN s.order_status IN ('shipped', 'delivered') THEN to_timestamp(s.update_time) END,"
-    "  CASE WHEN s.order_status = 'delivered' THEN to_timestamp(s.update_time) END,"
-    "  to_timestamp(s.rts_sla_time), to_timestamp(s.shipping_due_time),"
-    "  to_timestamp(s.collection_due_time), to_timestamp(s.delivery_sla_time),"
-    "  to_timestamp(s.cancel_order_sla_time), s.is_on_hold, s.buyer_request_cancel, now(),"
-    "  'synced' FROM src s CROSS JOIN shop"
-    "  ON CONFLICT (tiktok_order_id) DO UPDATE SET order_status = EXCLUDED.order_status,"
-    "  tiktok_status = EXCLUDED.tiktok_status, tiktok_update_time = EXCLUDED.tiktok_update_time,"
-    "  subtotal = EXCLUDED.subtotal, tax = EXCLUDED.tax, total_amount = EXCLUDED.total_amount,"
-    "  currency = EXCLUDED.currency, payment_status = EXCLUDED.payment_status,"
-    "  customer_name = EXCLUDED.customer_name, customer_email = EXCLUDED.customer_email,"
-    "  customer_phone = EXCLUDED.customer_phone, shipping_address = EXCLUDED.shipping_address,"
-    "  shipping_method = EXCLUDED.shipping_method, shipping_cost = EXCLUDED.shipping_cost,"
-    "  shipped_date = coalesce(o.shipped_date, EXCLUDED.shipped_date),"
-    "  delivered_date = coalesce(o.delivered_date, EXCLUDED.delivered_date),"
-    "  rts_sla_time = EXCLUDED.rts_sla_time, shipping_due_time = EXCLUDED.shipping_due_time,"
-    "  collection_due_time = EXCLUDED.collection_due_time,"
-    "  delivery_sla_time = EXCLUDED.delivery_sla_time,"
-    "  cancel_order_sla_time = EXCLUDED.cancel_order_sla_time, is_on_hold = EXCLUDED.is_on_hold,"
-    "  buyer_request_cancel = EXCLUDED.buyer_request_cancel, last_tiktok_sync = now(),"
-    "  sync_status = 'synced', version = o.version + 1"
-    "  WHERE o.tiktok_update_time IS NULL OR o.tiktok_update_time < EXCLUDED.tiktok_update_time"
-    "  RETURNING o.id, o.user_id, o.tiktok_order_id, o.order_status, o.tiktok_status),"
-    " it AS (INSERT INTO order_items AS i (order_id, user_id, tiktok_product_id, sku_id,"
-    "  seller_sku, product_name, product_sku, variant_name, quantity, unit_price, total_price,"
-    "  tiktok_line_item_ids)"
-    "  SELECT up.id, up.user_id, li.product_id, li.sku_id, li.seller_sku, li.product_name,"
-    "  li.product_sku, li.variant_name, li.quantity, li.unit_price, li.total_price, li.line_ids"
-    "  FROM up JOIN src s USING (tiktok_order_id) CROSS JOIN LATERAL jsonb_to_recordset(s.items)"
-    "  AS li(product_id text, sku_id text, seller_sku text, product_name text, product_sku text,"
-    "  variant_name text, quantity integer, unit_price numeric, total_price numeric,"
-    "  line_ids text[])"
-    "  ON CONFLICT (order_id, sku_id) DO UPDATE SET tiktok_product_id = EXCLUDED.tiktok_product_id,"
-    "  seller_sku = EXCLUDED.seller_sku, product_name = EXCLUDED.product_name,"
-    "  product_sku = EXCLUDED.product_sku, variant_name = EXCLUDED.variant_name,"
-    "  quantity = greatest(EXCLUDED.quantity, i.shipped_quantity),"
-    "  unit_price = EXCLUDED.unit_price, total_price = EXCLUDED.total_price,"
-    "  tiktok_line_item_ids = EXCLUDED.tiktok_line_item_ids RETURNING 1),"
-    " hi AS (INSERT INTO order_status_history (order_id, user_id, previous_status, new_status,"
-    "  status_reason, change_source, metadata)"
-    "  SELECT up.id, up.user_id, p.order_status, up.order_status,"
-    "  'TikTok status ' || up.tiktok_status, 'tiktok_shop',"
-    "  jsonb_build_object('tiktok_status', up.tiktok_status, 'previous_tiktok_status',"
-    "  p.tiktok_status) FROM up LEFT JOIN prev p USING (tiktok_order_id)"
-    "  WHERE p.order_status IS DISTINCT FROM up.order_status RETURNING 1),"
-    " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
-    "  SELECT shop.creator_id, 'tiktok_shop', CASE WHEN up.id IS NULL THEN 'order.stale_snapshot'"
-    "  WHEN p.id IS NULL THEN 'order.created' ELSE 'order.updated' END, 'order',"
-    "  coalesce(up.id, p.id)::text,"
-    "  CASE WHEN p.id IS NOT NULL THEN jsonb_build_object('order_status', p.order_status,"
-    "  'tiktok_status', p.tiktok_status, 'tiktok_update_time', p.tiktok_update_time) END,"
-    "  jsonb_build_object('order_status', s.order_status, 'tiktok_status', s.tiktok_status,"
-    "  'tiktok_update_time', to_timestamp(s.update_time))"
-    "  FROM src s CROSS JOIN shop LEFT JOIN up USING (tiktok_order_id)"
-    "  LEFT JOIN prev p USING (tiktok_order_id)"
-    "  WHERE up.id IS NOT NULL OR p.tiktok_update_time > to_timestamp(s.update_time) RETURNING 1),"
-    " ev AS (UPDATE webhook_events SET processed_at = now(), lease_owner = NULL,"
-    "  lease_until = NULL, last_error = NULL, attempts = attempts + 1"
-    "  WHERE id = ANY ($3::bigint[]) RETURNING 1)"
-    " SELECT count(up.id), count(*) FILTER (WHERE up.id IS NULL AND"
-    "  p.tiktok_update_time > to_timestamp(s.update_time)),"
-    "  count(*) FILTER (WHERE up.id IS NULL AND"
-    "  p.tiktok_update_time <= to_timestamp(s.update_time)),"
-    "  (SELECT count(*) FROM ev), (SELECT count(*) FROM it), (SELECT count(*) FROM hi),"
-    "  (SELECT count(*) FROM au),"
-    "  (SELECT string_agg(u.user_id || ' ' || u.id || ' ' || u.tiktok_order_id, E'\\n') FROM up u)"
-    " FROM src s LEFT JOIN up USING (tiktok_order_id) LEFT JOIN prev p USING (tiktok_order_id)";
-
-void
-apply_prepare(struct pg_pool *pg)
-{
-	pg_pool_prepare(pg, "apply_orders", apply_sql);
-}
-
-struct apply_call {
-	apply_cb	*cb;
-	void		*arg;
-};
-
-static void
-apply_on_done(struct pg_batch *b, void *arg)
-{
-	struct apply_call *c = arg;
-	struct apply_result r = { 0, 0, 0, NULL };
-	PGresult *res = pg_batch_result(b, 0);
-	const char *error = pg_batch_error(b);
-
-	if (error == NULL && (res == NULL || PQntuples(res) != 1 || PQnfields(res) < 3))
-		error = "unexpected result of the apply statement";
-	if (error == NULL) {
-		r.applied = atoi(PQgetvalue(res, 0, 0));
-		r.stale = atoi(PQgetvalue(res, 0, 1));
-		r.unchanged = atoi(PQgetvalue(res, 0, 2));
-		if (PQnfields(res) >= 8 && !PQgetisnull(res, 0, 7))
-			r.changed = PQgetvalue(res, 0, 7);
-	}
-	c->cb(error, &r, c->arg);
-	free(c);
-}
-
-bool
-apply_submit(struct pg_pool *pg, const char *shop_id, json_t *records, const char *event_ids,
-    apply_cb *cb, void *arg)
-{
-	struct apply_call *c = xmalloc(sizeof(*c));
-	char *json = json_dumps(records, JSON_COMPACT);
-	const char *params[3] = { shop_id, json, event_ids };
-	struct pg_batch *b = pg_batch_new(apply_on_done, c);
-
-	c->cb = cb;
-	c->arg = arg;
-	pg_batch_add(b, true, "apply_orders", 3, params);
-	free(json);
-	if (pg_submit(pg, b) != PG_OK) {
-		free(c);
-		return false;
-	}
-	return true;
-}

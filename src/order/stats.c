@@ -126,7 +126,7 @@ stats_metrics(struct evbuffer *out, struct worker_set *s)
 	unsigned long long runs = 0, folded = 0, fails = 0;
 
 	for (int i = 0; i < s->n; i++) {
-		struct stats *st = s->workers[i].stats;
+		struct stats *st = s->workers[i].svc[SERVICE_STATS];
 
 		runs += atomic_load(&st->runs);
 		folded += atomic_load(&st->folded);

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "orderflow/api.h"
 #include "orderflow/apply.h"
 #include "orderflow/config.h"
 #include "orderflow/log.h"
+#include "orderflow/ostore.h"
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
@@ -38,6 +38,18 @@ struct poll_run {
 	int64_t		cursor;		/* where the shop's cursor stands before the run */
 	char		*page_token;
 	int		pages;
+	int		parts;		/* page shares still being written by their owners */
+	char		*part_error;	/* the first share's failure, or NULL */
+	struct ostore_applied applied;	/* what the page's shares wrote */
+};
+
+/* The orders of a page that one owner worker writes. */
+struct poll_part {
+	struct poll_run	*run;		/* read only on the poll's worker */
+	struct worker	*poller;	/* where the report goes */
+	json_t		*records;
+	char		*error;		/* the owner's failure, or NULL */
+	struct ostore_applied applied;
 };
 
 struct poll {
@@ -92,6 +104,7 @@ poll_run_end(struct poll_run *run, bool ok, int64_t cursor, const char *why)
 	pl->run = NULL;
 	free(run->shop_id);
 	free(run->page_token);
+	free(run->part_error);
 	free(run);
 	if (!pl->closing)
 		poll_next_shop(pl);
@@ -122,26 +135,113 @@ poll_advance(struct poll_run *run)
 
 static void poll_page(struct poll_run *run);
 
+/* The page is written: move on to the next page or the cursor. */
 static void
-poll_on_applied(const char *error, const struct apply_result *r, void *arg)
+poll_page_written(struct poll_run *run)
 {
-	struct poll_run *run = arg;
 	struct poll *pl = run->pl;
 
-	if (error != NULL) {
-		poll_run_end(run, false, run->cursor, error);
+	if (run->part_error != NULL) {
+		poll_run_end(run, false, run->cursor, run->part_error);
 		return;
 	}
-	util_count(&pl->applied, (unsigned long long)r->applied);
-	util_count(&pl->stale, (unsigned long long)r->stale);
-	util_count(&pl->unchanged, (unsigned long long)r->unchanged);
-	api_cache_forget_list(pl->w, r->changed);
+	util_count(&pl->applied, (unsigned long long)run->applied.applied);
+	util_count(&pl->stale, (unsigned long long)run->applied.stale);
+	util_count(&pl->unchanged, (unsigned long long)run->applied.unchanged);
 	if (pl->closing)
 		poll_run_end(run, false, run->cursor, "shutting down");
 	else if (run->page_token == NULL)
 		poll_advance(run);
 	else
 		poll_page(run);
+}
+
+/* On the poll's worker: one owner's share is written (or failed). */
+static void
+poll_on_part(struct worker *w, void *arg)
+{
+	struct poll_part *pt = arg;
+	struct poll_run *run = pt->run;
+
+	if (pt->error != NULL && run->part_error == NULL)
+		run->part_error = xstrdup(pt->error);
+	run->applied.applied += pt->applied.applied;
+	run->applied.stale += pt->applied.stale;
+	run->applied.unchanged += pt->applied.unchanged;
+	json_decref(pt->records);
+	free(pt->error);
+	free(pt);
+	if (--run->parts == 0)
+		poll_page_written(run);
+}
+
+static void
+poll_on_part_dropped(struct worker *w, void *arg)
+{
+	struct poll_part *pt = arg;
+
+	json_decref(pt->records);
+	free(pt->error);
+	free(pt);
+}
+
+static void
+poll_on_applied(const char *error, const struct ostore_applied *r, void *arg)
+{
+	struct poll_part *pt = arg;
+
+	if (error != NULL)
+		pt->error = xstrdup(error);
+	else
+		pt->applied = *r;
+	worker_post_owned(pt->poller, poll_on_part, poll_on_part_dropped, pt);
+}
+
+/* On the owner: write its share of the page. */
+static void
+poll_write_part(struct worker *w, void *arg)
+{
+	struct poll_part *pt = arg;
+
+	if (!ostore_apply(w, pt->run->shop_id, pt->records, "{}", poll_on_applied, pt))
+		poll_on_applied("database unavailable", NULL, pt);
+}
+
+/*
+ * Hand each owner worker the page's orders it owns (ostore): it writes
+ * them, so one order is only ever written by one worker.
+ */
+static void
+poll_write(struct poll_run *run, json_t *recs)
+{
+	struct worker_set *set = run->pl->w->set;
+	json_t *shares[set->n > 0 ? set->n : 1], *rec;
+	size_t i;
+
+	memset(shares, 0, sizeof(shares));
+	json_array_foreach(recs, i, rec) {
+		int o = ostore_owner(set, json_string_value(json_object_get(rec,
+		    "tiktok_order_id")))->id;
+
+		if (shares[o] == NULL)
+			shares[o] = json_array();
+		json_array_append(shares[o], rec);
+	}
+	memset(&run->applied, 0, sizeof(run->applied));
+	run->parts = 1;		/* held until every share is out */
+	for (int k = 0; k < set->n; k++) {
+		struct poll_part *pt;
+
+		if (shares[k] == NULL)
+			continue;
+		pt = xcalloc(1, sizeof(*pt));
+		*pt = (struct poll_part){ run, run->pl->w, shares[k], NULL, { 0, 0, 0 } };
+		run->parts++;
+		ostore_post(run->pl->w, json_string_value(json_object_get(json_array_get(shares[k], 0),
+		    "tiktok_order_id")), poll_write_part, poll_on_part_dropped, pt);
+	}
+	if (--run->parts == 0)
+		poll_page_written(run);
 }
 
 /* The page's orders as records, unique by id; invalid ones are counted and skipped. */
@@ -191,10 +291,7 @@ poll_on_page(const struct tt_result *r, void *arg)
 	run->page_token = token != NULL && token[0] != '\0' && strlen(token) < 1024 &&
 	    ++run->pages < POLL_MAX_PAGES ? xstrdup(token) : NULL;
 	recs = poll_records(pl, json_object_get(r->data, "orders"));
-	if (json_array_size(recs) == 0)
-		poll_on_applied(NULL, &(struct apply_result){ 0, 0, 0, NULL }, run);
-	else if (!apply_submit(pl->w->pg, run->shop_id, recs, "{}", poll_on_applied, run))
-		poll_run_end(run, false, run->cursor, "database unavailable");
+	poll_write(run, recs);
 	json_decref(recs);
 }
 
@@ -202,7 +299,7 @@ static void
 poll_page(struct poll_run *run)
 {
 	struct poll *pl = run->pl;
-	const struct shop *s = shops_find_id(webhook_shops(pl->w->webhook), run->shop_id);
+	const struct shop *s = shops_find_id(webhook_shops(pl->w->svc[SERVICE_WEBHOOK]), run->shop_id);
 	struct tt_creds c;
 	enum tt_status st;
 
@@ -211,7 +308,7 @@ poll_page(struct poll_run *run)
 		return;
 	}
 	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher };
-	st = tt_search_orders(pl->w->tt, &c, run->ge, run->lt, (int)pl->w->cfg->tiktok.sync_page_size,
+	st = tt_search_orders(pl->w->svc[SERVICE_TT], &c, run->ge, run->lt, (int)pl->w->cfg->tiktok.sync_page_size,
 	    run->page_token, poll_on_page, run);
 	if (st != TT_OK)
 		poll_run_end(run, false, run->cursor, st == TT_OPEN ? "TikTok breaker open" :
@@ -261,7 +358,7 @@ poll_begin(struct poll *pl, const struct shop *s)
 static void
 poll_next_shop(struct poll *pl)
 {
-	struct shops *shops = webhook_shops(pl->w->webhook);
+	struct shops *shops = webhook_shops(pl->w->svc[SERVICE_WEBHOOK]);
 	int64_t elapsed;
 
 	while (pl->next < shops_count(shops)) {
@@ -285,7 +382,7 @@ poll_on_timer(struct twheel_timer *t)
 
 	if (pl->run != NULL)
 		return;
-	if (pl->w->cfg->tiktok.sync_interval == 0 || !shops_loaded(webhook_shops(pl->w->webhook))) {
+	if (pl->w->cfg->tiktok.sync_interval == 0 || !shops_loaded(webhook_shops(pl->w->svc[SERVICE_WEBHOOK]))) {
 		poll_schedule(pl, POLL_IDLE_MS);
 		return;
 	}
@@ -345,7 +442,7 @@ poll_metrics(struct evbuffer *out, struct worker_set *s)
 	long long oldest = 0, now = (long long)time(NULL);
 
 	for (int i = 0; i < s->n; i++) {
-		struct poll *pl = s->workers[i].poll;
+		struct poll *pl = s->workers[i].svc[SERVICE_POLL];
 		long long c = atomic_load(&pl->oldest_cursor);
 
 		runs += atomic_load(&pl->runs);
@@ -379,8 +476,8 @@ poll_synced(struct worker_set *s, unsigned long long v[3])
 {
 	v[0] = v[1] = v[2] = 0;
 	for (int i = 0; i < s->n; i++) {
-		v[0] += atomic_load(&s->workers[i].poll->applied);
-		v[1] += atomic_load(&s->workers[i].poll->stale);
-		v[2] += atomic_load(&s->workers[i].poll->unchanged);
+		v[0] += atomic_load(&((struct poll *)s->workers[i].svc[SERVICE_POLL])->applied);
+		v[1] += atomic_load(&((struct poll *)s->workers[i].svc[SERVICE_POLL])->stale);
+		v[2] += atomic_load(&((struct poll *)s->workers[i].svc[SERVICE_POLL])->unchanged);
 	}
 }

@@ -23,11 +23,11 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#include "orderflow/api.h"
 #include "orderflow/apply.h"
 #include "orderflow/backoff.h"
 #include "orderflow/config.h"
 #include "orderflow/log.h"
+#include "orderflow/ostore.h"
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
@@ -161,7 +161,6 @@ void
 proc_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "proc_done", proc_done_sql);
-	apply_prepare(pg);
 	pg_pool_prepare(pg, "proc_claim", proc_claim_sql);
 	pg_pool_prepare(pg, "proc_owners", proc_owners_sql);
 	pg_pool_prepare(pg, "proc_release_owner", proc_release_owner_sql);
@@ -441,7 +440,7 @@ static void proc_apply(struct proc_batch *b);
 static const struct shop *
 proc_active_shop(struct proc_batch *b)
 {
-	const struct shop *s = shops_find_id(webhook_shops(b->p->w->webhook), b->shop_id);
+	const struct shop *s = shops_find_id(webhook_shops(b->p->w->svc[SERVICE_WEBHOOK]), b->shop_id);
 
 	if (s != NULL && strcmp(s->status, "active") == 0)
 		return s;
@@ -464,7 +463,7 @@ proc_fetch(struct proc_batch *b)
 	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher };
 	for (size_t i = 0; i < n; i++)
 		ids[i] = json_string_value(json_array_get(b->ids, i));
-	switch (tt_get_orders(p->w->tt, &c, ids, n, proc_on_detail, b)) {
+	switch (tt_get_orders(p->w->svc[SERVICE_TT], &c, ids, n, proc_on_detail, b)) {
 	case TT_OK:
 		b->state = PROC_FETCH;
 		p->inflight++;
@@ -475,7 +474,7 @@ proc_fetch(struct proc_batch *b)
 		 * probe is out and the wait is unknown: look again shortly.
 		 */
 		util_count(&p->parked, 1);
-		proc_later(b, tt_breaker_wait_ms(p->w->tt) + PROC_SHORT_WAIT_MS, proc_fetch);
+		proc_later(b, tt_breaker_wait_ms(p->w->svc[SERVICE_TT]) + PROC_SHORT_WAIT_MS, proc_fetch);
 		break;
 	default:
 		proc_later(b, PROC_SHORT_WAIT_MS, proc_fetch);
@@ -529,7 +528,7 @@ proc_pause(struct proc *p, const char *shop_id, const char *status, const char *
     const char *event_ids)
 {
 	log_warn("shop paused", "shop=%s status=%s reason=%s", shop_id, status, log_quote(reason));
-	shops_set_status(webhook_shops(p->w->webhook), shop_id, status);
+	shops_set_status(webhook_shops(p->w->svc[SERVICE_WEBHOOK]), shop_id, status);
 	proc_exec(p, "proc_pause", 4, (const char *[]){ shop_id, status, reason, event_ids });
 	util_count(&p->paused, 1);
 }
@@ -609,8 +608,8 @@ proc_sort(struct proc_batch *b, json_t *data)
 	json_decref(found);
 }
 
-static void proc_on_applied(const char *error, const struct apply_result *r, void *arg);
-static void proc_applied(struct proc_batch *b, const char *error, const struct apply_result *r);
+static void proc_on_applied(const char *error, const struct ostore_applied *r, void *arg);
+static void proc_applied(struct proc_batch *b, const char *error, const struct ostore_applied *r);
 static void proc_apply_pump(struct proc *p);
 
 /* Queue fetched snapshots for writing; the pump bounds how many writes run. */
@@ -699,7 +698,7 @@ proc_apply_pump(struct proc *p)
 		if (b->first_apply_us == 0)
 			b->first_apply_us = util_mono_us();
 		ids = proc_ids_literal(&b->jobs);
-		if (apply_submit(p->w->pg, b->shop_id, b->records, ids, proc_on_applied, b)) {
+		if (ostore_apply(p->w, b->shop_id, b->records, ids, proc_on_applied, b)) {
 			b->state = PROC_APPLY;
 			p->applying++;
 		} else {
@@ -714,7 +713,7 @@ proc_apply_pump(struct proc *p)
  * try again, until half the lease is gone; then let the sweep have them.
  */
 static void
-proc_applied(struct proc_batch *b, const char *error, const struct apply_result *r)
+proc_applied(struct proc_batch *b, const char *error, const struct ostore_applied *r)
 {
 	struct proc *p = b->p;
 	int64_t delay;
@@ -728,7 +727,6 @@ proc_applied(struct proc_batch *b, const char *error, const struct apply_result 
 		util_count(&p->applied, (unsigned long long)r->applied);
 		util_count(&p->stale, (unsigned long long)r->stale);
 		util_count(&p->unchanged, (unsigned long long)r->unchanged);
-		api_cache_forget_list(p->w, r->changed);
 		proc_batch_free(b);
 		return;
 	}
@@ -748,7 +746,7 @@ proc_applied(struct proc_batch *b, const char *error, const struct apply_result 
 }
 
 static void
-proc_on_applied(const char *error, const struct apply_result *r, void *arg)
+proc_on_applied(const char *error, const struct ostore_applied *r, void *arg)
 {
 	struct proc_batch *b = arg;
 	struct proc *p = b->p;
@@ -799,7 +797,7 @@ proc_pause_shop(struct worker *w, const char *shop_id, const char *why)
 	char reason[300];
 
 	snprintf(reason, sizeof(reason), "TikTok refused the shop's credentials: %s", why);
-	proc_pause(w->proc, shop_id, "paused", reason, "{}");
+	proc_pause(w->svc[SERVICE_PROC], shop_id, "paused", reason, "{}");
 }
 
 /* ---- events about the shop ------------------------------------------- */
@@ -831,7 +829,7 @@ proc_shop_event(struct proc *p, struct proc_job *j)
 static void
 proc_on_job(struct worker *w, void *arg)
 {
-	struct proc *p = w->proc;
+	struct proc *p = w->svc[SERVICE_PROC];
 	struct proc_job *j = arg;
 	struct proc_job_list one = TAILQ_HEAD_INITIALIZER(one);
 
@@ -852,7 +850,7 @@ static void
 proc_drop_job(struct worker *w, void *arg)
 {
 	proc_job_free(arg);
-	proc_held(w->proc, -1);
+	proc_held(w->svc[SERVICE_PROC], -1);
 }
 
 void
@@ -867,7 +865,7 @@ proc_submit(struct worker *from, int64_t id, const char *shop_id, int type, cons
 	j->attempts = attempts;
 	j->shop_id = xstrdup(shop_id);
 	j->order_id = order_id != NULL ? xstrdup(order_id) : NULL;
-	proc_held(owner->proc, 1);
+	proc_held(owner->svc[SERVICE_PROC], 1);
 	if (owner == from)
 		proc_on_job(owner, j);
 	else
@@ -1009,8 +1007,10 @@ proc_on_claim_timer(struct twheel_timer *t)
 static void
 proc_wake(struct worker *w, void *arg)
 {
-	if (!w->proc->claiming)
-		proc_claim_again(w->proc, 0);
+	struct proc *p = w->svc[SERVICE_PROC];
+
+	if (!p->claiming)
+		proc_claim_again(p, 0);
 }
 
 void
@@ -1095,7 +1095,7 @@ proc_in_memory(struct worker_set *s)
 	long long n = 0;
 
 	for (int i = 0; i < s->n; i++)
-		n += atomic_load(&s->workers[i].proc->in_memory);
+		n += atomic_load(&((struct proc *)s->workers[i].svc[SERVICE_PROC])->in_memory);
 	return n;
 }
 
@@ -1127,7 +1127,7 @@ proc_metrics(struct evbuffer *out, struct worker_set *s)
 		unsigned long long v = 0;
 
 		for (int i = 0; i < s->n; i++)
-			v += atomic_load((atomic_ullong *)(void *)((char *)s->workers[i].proc +
+			v += atomic_load((atomic_ullong *)(void *)((char *)s->workers[i].svc[SERVICE_PROC] +
 			    counters[k].off));
 		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[k].name,
 		    counters[k].help, counters[k].name, counters[k].name, v);
@@ -1136,10 +1136,10 @@ proc_metrics(struct evbuffer *out, struct worker_set *s)
 		unsigned long long a = 0, st = 0, un = 0, fails = 0, pv[3];
 
 		for (int i = 0; i < s->n; i++) {
-			a += atomic_load(&s->workers[i].proc->applied);
-			st += atomic_load(&s->workers[i].proc->stale);
-			un += atomic_load(&s->workers[i].proc->unchanged);
-			fails += atomic_load(&s->workers[i].proc->apply_failures);
+			a += atomic_load(&((struct proc *)s->workers[i].svc[SERVICE_PROC])->applied);
+			st += atomic_load(&((struct proc *)s->workers[i].svc[SERVICE_PROC])->stale);
+			un += atomic_load(&((struct proc *)s->workers[i].svc[SERVICE_PROC])->unchanged);
+			fails += atomic_load(&((struct proc *)s->workers[i].svc[SERVICE_PROC])->apply_failures);
 		}
 		poll_synced(s, pv);
 		evbuffer_add_printf(out,

@@ -286,7 +286,7 @@ tt_breaker_summary(struct worker_set *s)
 	enum breaker_state worst = BREAKER_CLOSED;
 
 	for (int i = 0; i < s->n; i++) {
-		enum breaker_state st = breaker_get_state(&s->workers[i].tt->breaker);
+		enum breaker_state st = breaker_get_state(&((struct tt *)s->workers[i].svc[SERVICE_TT])->breaker);
 
 		if (tt_state_rank(st) > tt_state_rank(worst))
 			worst = st;
@@ -303,7 +303,7 @@ tt_metrics(struct evbuffer *out, struct worker_set *s)
 	    "# HELP orderflow_tiktok_breaker_state TikTok circuit breaker: 0 closed, 1 half open, 2 open.\n"
 	    "# TYPE orderflow_tiktok_breaker_state gauge\n");
 	for (int i = 0; i < s->n; i++) {
-		struct tt *t = s->workers[i].tt;
+		struct tt *t = s->workers[i].svc[SERVICE_TT];
 
 		for (int k = 0; k < TT_OUT_MAX; k++)
 			outc[k] += atomic_load(&t->outcomes[k]);
@@ -316,13 +316,13 @@ tt_metrics(struct evbuffer *out, struct worker_set *s)
 	    "# TYPE orderflow_tiktok_breaker_opens_total counter\n");
 	for (int i = 0; i < s->n; i++)
 		evbuffer_add_printf(out, "orderflow_tiktok_breaker_opens_total{worker=\"%d\"} %llu\n", i,
-		    (unsigned long long)atomic_load(&s->workers[i].tt->breaker.opens_total));
+		    (unsigned long long)atomic_load(&((struct tt *)s->workers[i].svc[SERVICE_TT])->breaker.opens_total));
 	evbuffer_add_printf(out,
 	    "# HELP orderflow_tiktok_breaker_rejected_total Calls refused while the breaker was open.\n"
 	    "# TYPE orderflow_tiktok_breaker_rejected_total counter\n");
 	for (int i = 0; i < s->n; i++)
 		evbuffer_add_printf(out, "orderflow_tiktok_breaker_rejected_total{worker=\"%d\"} %llu\n",
-		    i, (unsigned long long)atomic_load(&s->workers[i].tt->breaker.rejected_total));
+		    i, (unsigned long long)atomic_load(&((struct tt *)s->workers[i].svc[SERVICE_TT])->breaker.rejected_total));
 	evbuffer_add_printf(out,
 	    "# HELP orderflow_tiktok_requests_total TikTok API answers by outcome.\n"
 	    "# TYPE orderflow_tiktok_requests_total counter\n");

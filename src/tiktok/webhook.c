@@ -186,7 +186,7 @@ webhook_validate(struct webhook *wh, json_t *doc, const char *body, size_t len,
 void
 webhook_tiktok(struct httpd_req *hr)
 {
-	struct webhook *wh = hr->w->webhook;
+	struct webhook *wh = hr->w->svc[SERVICE_WEBHOOK];
 	struct evhttp_request *req = hr->req;
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -412,7 +412,7 @@ webhook_metrics(struct evbuffer *out, struct worker_set *s)
 	unsigned long long rej[WEBHOOK_REJ_MAX] = { 0 }, acc = 0, dup = 0, commits = 0, fails = 0;
 
 	for (int i = 0; i < s->n; i++) {
-		struct webhook *wh = s->workers[i].webhook;
+		struct webhook *wh = s->workers[i].svc[SERVICE_WEBHOOK];
 
 		for (int r = 0; r < WEBHOOK_REJ_MAX; r++)
 			rej[r] += atomic_load(&wh->rejected[r]);

@@ -22,7 +22,7 @@ if ! clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined -I"$src/include" -I"$build" \
 	-DOF_SYSCONFDIR=\"/etc\" -DOF_PKGDATADIR=\"/usr/share/orderflow\" \
 	$(pkg-config --cflags jansson libevent libpq openssl inih) \
-	"$src/tests/fuzz/fuzz_webhook.c" "$src/src/order/apply.c" "$src/src/tiktok/whenv.c" "$src/src/tiktok/ttsign.c" \
+	"$src/tests/fuzz/fuzz_webhook.c" "$src/src/order/apply.c" "$src/src/order/order.c" "$src/src/tiktok/whenv.c" "$src/src/tiktok/ttsign.c" \
 	"$src/src/io/pg.c" "$src/src/core/config.c" "$src/src/core/log.c" "$src/src/core/util.c" \
 	$(pkg-config --libs jansson libevent libpq openssl inih) \
 	-o "$work/fuzz_webhook" >"$work/build.log" 2>&1; then
