@@ -18,11 +18,11 @@
  * events wait in the inbox until it is active again.
  *
  * Crash safety: events are leased to this process when stored (see
- * webhook) and when claimed.  Worker 0 sweeps every tiktok.claim_interval
- * for events nobody holds (a crash, a restart, a queue overflow) and
- * claims them with FOR UPDATE SKIP LOCKED, so two processes never hold
- * the same event; at start it first frees the leases of dead processes of
- * this host.
+ * webhook) and when claimed.  Worker 0's lease sweep (lease.c) claims
+ * every tiktok.claim_interval the events nobody holds (a crash, a
+ * restart, a queue overflow) with FOR UPDATE SKIP LOCKED, so two processes
+ * never hold the same event; at start it first frees the leases of dead
+ * processes of this host.
  *
  * Owned per worker; called by webhook (proc_submit), worker (lifecycle),
  * health (figures) and admin (replay).

@@ -10,22 +10,20 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <search.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <unistd.h>
 
 #include "orderflow/apply.h"
 #include "orderflow/backoff.h"
 #include "orderflow/config.h"
+#include "orderflow/lease.h"
 #include "orderflow/log.h"
 #include "orderflow/ostore.h"
 #include "orderflow/pg.h"
@@ -49,9 +47,11 @@
 #define PROC_APPLY_WRITERS 1
 /* Most orders one merged write carries. */
 #define APPLY_MERGE_MAX 500
-/* Database failures of an apply: capped backoff, given up at half the lease. */
-#define PROC_APPLY_BASE_MS 200
-#define PROC_APPLY_MAX_MS 5000
+/*
+ * Database failures of an apply: 200 ms doubling up to 5 s, with jitter;
+ * given up at half the lease (the attempts bound is the lease, not a count).
+ */
+static const struct backoff_policy proc_apply_policy = { 1000000, 200, 5000, 2.0 };
 
 struct proc_job {
 	TAILQ_ENTRY(proc_job) entry;
@@ -103,19 +103,15 @@ struct proc {
 	int		inflight;	/* detail calls out */
 	int		applying;	/* writes out */
 	struct event	*kick;		/* dispatch at the end of this loop turn */
-	struct twheel_timer claim_timer;	/* worker 0 only */
-	int		claim_limit;	/* rows the sweep in flight asked for */
-	bool		claiming;
-	bool		reaped;		/* dead processes' leases were freed */
+	struct lease_sweep *sweep;	/* claims unheld events (worker 0 only) */
 	bool		closing;
 	atomic_llong	in_memory;	/* jobs queued or in batches */
-	atomic_ullong	processed, retries, dead, released, claimed, paused;
+	atomic_ullong	processed, retries, dead, released, claimed, paused;	/* see proc_metrics */
 	atomic_ullong	applied, stale, unchanged, apply_failures, parked;
 };
 
 static void proc_dispatch(struct proc *p);
 static void proc_fetch(struct proc_batch *b);
-static void proc_claim_run(struct proc *p);
 
 static const char proc_claim_sql[] =
     "UPDATE webhook_events e SET lease_owner = $1,"
@@ -737,12 +733,11 @@ proc_applied(struct proc_batch *b, const char *error, const struct ostore_applie
 		proc_batch_free(b);
 		return;
 	}
-	delay = PROC_APPLY_BASE_MS << (b->apply_tries < 5 ? b->apply_tries : 5);
-	b->apply_tries++;
+	delay = backoff_delay(&proc_apply_policy, ++b->apply_tries, util_random());
 	log_info("applying orders failed, will retry", "events=%d delay_ms=%lld error=%s",
-	    b->njobs, (long long)(delay < PROC_APPLY_MAX_MS ? delay : PROC_APPLY_MAX_MS),
+	    b->njobs, (long long)delay,
 	    log_quote(error));
-	proc_later(b, delay < PROC_APPLY_MAX_MS ? delay : PROC_APPLY_MAX_MS, proc_apply);
+	proc_later(b, delay, proc_apply);
 }
 
 static void
@@ -875,27 +870,13 @@ proc_submit(struct worker *from, int64_t id, const char *shop_id, int type, cons
 /* ---- the claim sweep (worker 0) --------------------------------------- */
 
 static void
-proc_claim_again(struct proc *p, int64_t ms)
-{
-	if (p->closing)
-		return;
-	twheel_add(p->w->wheel, &p->claim_timer, worker_now_ms() + (uint64_t)ms);
-}
-
-static void
-proc_on_claim(struct pg_batch *b, void *arg)
+proc_on_claimed(PGresult *r, const char *error, void *arg)
 {
 	struct proc *p = arg;
-	PGresult *r = pg_batch_result(b, 0);
 	int n;
 
-	p->claiming = false;
-	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 5) {
-		log_debug("claim sweep failed", "error=%s",
-		    log_quote(pg_batch_error(b) ? pg_batch_error(b) : "bad result"));
-		proc_claim_again(p, p->w->cfg->tiktok.claim_interval);
+	if (r == NULL || PQnfields(r) != 5)
 		return;
-	}
 	n = PQntuples(r);
 	for (int i = 0; i < n; i++) {
 		const char *order = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
@@ -906,102 +887,28 @@ proc_on_claim(struct pg_batch *b, void *arg)
 	if (n > 0)
 		log_info("claimed stored events", "count=%d", n);
 	util_count(&p->claimed, (unsigned long long)n);
-	/* A full page means more are waiting: sweep again at once. */
-	proc_claim_again(p, n == p->claim_limit ? 0 : p->w->cfg->tiktok.claim_interval);
 }
 
-static void
-proc_claim_run(struct proc *p)
-{
-	const struct config *cfg = p->w->cfg;
-	long long room = cfg->tiktok.max_queue * p->w->set->n - proc_in_memory(p->w->set);
-	char lease[24], limit[24];
-	struct pg_batch *b;
-
-	if (p->claiming || p->closing)
-		return;
-	if (room <= 0) {
-		proc_claim_again(p, cfg->tiktok.claim_interval);
-		return;
-	}
-	p->claim_limit = room < PROC_CLAIM_MAX ? (int)room : PROC_CLAIM_MAX;
-	snprintf(lease, sizeof(lease), "%lld", (long long)cfg->tiktok.lease);
-	snprintf(limit, sizeof(limit), "%d", p->claim_limit);
-	b = pg_batch_new(proc_on_claim, p);
-	pg_batch_add(b, true, "proc_claim", 3, (const char *[]){ p->w->set->instance, lease, limit });
-	if (pg_submit(p->w->pg, b) == PG_OK)
-		p->claiming = true;
-	else
-		proc_claim_again(p, cfg->tiktok.claim_interval);
-}
-
-/* The pid in "host:pid:random", if that process is gone. */
-static bool
-proc_owner_dead(const char *owner, const char *host_prefix)
-{
-	const char *pid = owner + strlen(host_prefix);
-	char *end;
-	long v = strtol(pid, &end, 10);
-
-	if (end == pid || *end != ':' || v <= 0 || v == (long)getpid())
-		return false;
-	return kill((pid_t)v, 0) == -1 && errno == ESRCH;
-}
-
-static void
-proc_on_owners(struct pg_batch *b, void *arg)
+/* Room left in the workers' queues (tiktok.max_queue each). */
+static int
+proc_claim_room(void *arg)
 {
 	struct proc *p = arg;
-	PGresult *r = pg_batch_result(b, 0);
-	char prefix[128];
-	const char *colon = strchr(p->w->set->instance, ':');
+	long long room = p->w->cfg->tiktok.max_queue * p->w->set->n - proc_in_memory(p->w->set);
 
-	p->claiming = false;
-	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 1) {
-		proc_claim_again(p, PROC_FIRST_CLAIM_MS);
-		return;
-	}
-	p->reaped = true;
-	snprintf(prefix, sizeof(prefix), "%.*s:", (int)(colon - p->w->set->instance),
-	    p->w->set->instance);
-	for (int i = 0; i < PQntuples(r); i++) {
-		const char *owner = PQgetvalue(r, i, 0);
-
-		if (strncmp(owner, prefix, strlen(prefix)) == 0 && proc_owner_dead(owner, prefix)) {
-			log_info("freeing the leases of a dead process", "owner=%s", log_quote(owner));
-			proc_exec(p, "proc_release_owner", 1, (const char *[]){ owner });
-		}
-	}
-	/* Queued behind the releases on the same pool, so it sees them. */
-	proc_claim_again(p, 0);
+	return room > PROC_CLAIM_MAX ? PROC_CLAIM_MAX : (int)room;
 }
 
-/* Before the first claim: leases of processes of this host that died. */
-static void
-proc_reap(struct proc *p)
+static int64_t
+proc_claim_interval(void *arg)
 {
-	const char *inst = p->w->set->instance, *colon = strchr(inst, ':');
-	char like[160];
-	struct pg_batch *b;
-
-	snprintf(like, sizeof(like), "%.*s:%%", (int)(colon - inst), inst);
-	b = pg_batch_new(proc_on_owners, p);
-	pg_batch_add(b, true, "proc_owners", 1, (const char *[]){ like });
-	if (pg_submit(p->w->pg, b) == PG_OK)
-		p->claiming = true;
-	else
-		proc_claim_again(p, PROC_FIRST_CLAIM_MS);
+	return ((struct proc *)arg)->w->cfg->tiktok.claim_interval;
 }
 
-static void
-proc_on_claim_timer(struct twheel_timer *t)
+static int64_t
+proc_claim_lease(void *arg)
 {
-	struct proc *p = container_of(t, struct proc, claim_timer);
-
-	if (!p->reaped)
-		proc_reap(p);
-	else
-		proc_claim_run(p);
+	return ((struct proc *)arg)->w->cfg->tiktok.lease;
 }
 
 static void
@@ -1009,8 +916,8 @@ proc_wake(struct worker *w, void *arg)
 {
 	struct proc *p = w->svc[SERVICE_PROC];
 
-	if (!p->claiming)
-		proc_claim_again(p, 0);
+	if (p->sweep != NULL)
+		lease_sweep_wake(p->sweep);
 }
 
 void
@@ -1031,15 +938,24 @@ proc_new(struct worker *w)
 	TAILQ_INIT(&p->apply_queue);
 	LIST_INIT(&p->batches);
 	p->kick = event_new(w->base, -1, 0, proc_on_kick, p);
-	twheel_timer_init(&p->claim_timer, proc_on_claim_timer);
+	if (w->id == 0) {
+		struct lease_queue q = {
+			.name = "webhook_events", .claim = "proc_claim", .owners = "proc_owners",
+			.release_owner = "proc_release_owner", .max_claim = PROC_CLAIM_MAX,
+			.claimed = proc_on_claimed, .room = proc_claim_room,
+			.interval = proc_claim_interval, .lease = proc_claim_lease,
+		};
+
+		p->sweep = lease_sweep_new(w, &q, p);
+	}
 	return p;
 }
 
 void
 proc_start(struct proc *p)
 {
-	if (p->w->id == 0)
-		proc_claim_again(p, PROC_FIRST_CLAIM_MS);
+	if (p->sweep != NULL)
+		lease_sweep_start(p->sweep, PROC_FIRST_CLAIM_MS);
 }
 
 static void
@@ -1064,7 +980,8 @@ proc_close(struct proc *p)
 	if (p->closing)
 		return;
 	p->closing = true;
-	twheel_cancel(&p->claim_timer);
+	if (p->sweep != NULL)
+		lease_sweep_close(p->sweep);
 	event_del(p->kick);
 	/* Batches with a callback out are freed by it; the others now. */
 	for (b = LIST_FIRST(&p->batches); b != NULL; b = next) {
@@ -1085,6 +1002,7 @@ proc_free(struct proc *p)
 	proc_close(p);
 	while (!LIST_EMPTY(&p->batches))
 		proc_batch_free(LIST_FIRST(&p->batches));
+	lease_sweep_free(p->sweep);
 	event_free(p->kick);
 	free(p);
 }
