@@ -88,6 +88,12 @@ LANGUAGE sql AS $$
             'after', jsonb_build_object('order_status', up.order_status, 'version', up.version,
                 'reason', j.reason) || coalesce(j.meta, '{}'))), '[]')) AS logged
         FROM up JOIN j ON j.oid = up.id AND j.verdict = 'ok'
+    ), wk AS (
+        -- A cancelled order's live workflow must compensate: wake it (sql/009).
+        UPDATE order_workflows w SET retry_after = now()
+        FROM up WHERE w.order_id = up.id AND up.order_status = 'cancelled'
+        AND w.workflow_status::text IN ('running', 'waiting', 'paused', 'failed')
+        RETURNING 1
     ), ac AS (
         INSERT INTO order_actions (order_id, user_id, action, payload)
         SELECT up.id, up.user_id, a, jsonb_build_object('status', up.order_status, 'reason', j.reason)
@@ -99,7 +105,7 @@ LANGUAGE sql AS $$
         CASE WHEN p_with_order THEN to_jsonb(up) END,
         coalesce((SELECT jsonb_agg(ac.action ORDER BY ac.action) FROM ac
             WHERE ac.order_id = up.id), '[]'),
-        (SELECT lg.logged FROM lg)
+        (SELECT lg.logged FROM lg) + (SELECT count(*) FROM wk)
     FROM j LEFT JOIN up ON up.id = j.oid AND j.verdict = 'ok'
     ORDER BY j.n
 $$;

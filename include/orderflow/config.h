@@ -107,6 +107,27 @@ struct config {
 		int64_t	order_cache_ttl; /* ms an order's JSON stays in Redis; 0 = no cache */
 		int64_t	max_bulk;	/* order ids per bulk status call */
 	} api;
+	struct {
+		int64_t	retry_attempts;	/* attempts of a workflow action, the first included */
+		int64_t	retry_base;	/* ms before the first retry */
+		int64_t	retry_max;	/* ms, cap on any retry delay */
+		int64_t	retry_multiplier; /* growth per retry, x100 */
+		int64_t	lease;		/* ms a run stays claimed by this process */
+		int64_t	claim_interval;	/* ms between sweeps for due runs */
+		int64_t	max_batch;	/* transitions per commit */
+		int64_t	rules_cache;	/* ms a creator's rules and definitions are kept */
+		int64_t	stock_recheck;	/* ms between checks for stock that can wake waiting runs */
+		int64_t	max_due_age;	/* ms a due run may wait before health says degraded */
+	} workflow;
+	struct {
+		int64_t	retry_attempts;	/* attempts of a stock operation, the first included */
+		int64_t	retry_base;	/* ms */
+		int64_t	retry_max;	/* ms */
+		int64_t	retry_multiplier; /* x100 */
+		int64_t	breaker_threshold; /* failures in breaker_window that open it */
+		int64_t	breaker_window;	/* ms */
+		int64_t	breaker_reset;	/* ms the breaker stays open */
+	} inventory;
 };
 
 /* Called for each key that changed but needs a restart to take effect. */

@@ -27,9 +27,19 @@ struct metrics_route {
 	atomic_ullong	count;
 };
 
+/* A latency histogram on its own (the same buckets). */
+struct metrics_hist {
+	atomic_ullong	bucket[METRICS_BUCKETS + 1];	/* last is +Inf */
+	atomic_ullong	sum_us;
+	atomic_ullong	count;
+};
+
 struct metrics {
 	struct metrics_route route[METRICS_MAX_ROUTES + 1];
 };
+
+/* Record one duration in h (only its owner writes it). */
+void metrics_hist_observe(struct metrics_hist *h, int64_t dur_us);
 
 /* Record one answered request on route (METRICS_MAX_ROUTES = unmatched). */
 void metrics_observe(struct metrics *m, int route, int status, int64_t dur_us);

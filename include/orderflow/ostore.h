@@ -45,6 +45,7 @@ enum order_change_kind {
 	ORDER_CHANGE_CREATED,	/* a TikTok snapshot made a new order */
 	ORDER_CHANGE_SYNCED,	/* a TikTok snapshot changed a known order */
 	ORDER_CHANGE_STATUS,	/* order_change changed its status */
+	ORDER_CHANGE_WORKFLOW,	/* the workflow engine committed a step of its run */
 };
 
 struct order_change {

@@ -7,7 +7,10 @@
  *                                      workflow and history (Redis cache, see cache)
  *   POST /api/orders/{id}/status       a status change along the state machine
  *                                      (ostore_set_status, on the order's owner)
- *   POST /api/orders/{id}/workflow     a workflow request (on the order's owner)
+ *   POST /api/orders/{id}/workflow     start a workflow now, or replace the live
+ *                                      one (force_restart) (the engine, on the owner)
+ *   POST /api/orders/{id}/workflow/actions   a manual action on the live
+ *                                      workflow (the engine, on the owner)
  *
  * Result documents are built as JSON by PostgreSQL in one round trip.
  * Called by httpd (the route table) on the request's worker.
@@ -29,5 +32,6 @@ void rest_orders_list(struct httpd_req *hr);
 void rest_orders_get(struct httpd_req *hr);
 void rest_orders_status(struct httpd_req *hr);
 void rest_orders_workflow(struct httpd_req *hr);
+void rest_orders_workflow_action(struct httpd_req *hr);
 
 #endif

@@ -44,6 +44,7 @@ enum service_id {
 	SERVICE_POLL,		/* polling reconciliation */
 	SERVICE_STATS,		/* the list summary's counters (worker 0) */
 	SERVICE_CACHE,		/* the Redis copy of order documents */
+	SERVICE_WF,		/* the workflow engine */
 	SERVICE_COUNT
 };
 

@@ -27,6 +27,7 @@ enum config_type {
 	CONFIG_LEVEL,		/* log level name */
 	CONFIG_CONNINFO,	/* libpq conninfo whose hosts need no name lookup */
 	CONFIG_URL,		/* http:// or https:// base URL */
+	CONFIG_FACTOR,		/* decimal with at most 2 decimals ("1.5"); stored x100 */
 };
 
 #define CONFIG_RESTART	0x01	/* a reload cannot change it */
@@ -114,6 +115,23 @@ static const struct config_key config_keys[] = {
 	{ "ratelimit", "burst", CONFIG_INT, "100", 1, 10000000, OFF(ratelimit.burst), 0 },
 	{ "api", "order_cache_ttl", CONFIG_DURATION, "30s", 0, SEC(86400), OFF(api.order_cache_ttl), 0 },
 	{ "api", "max_bulk", CONFIG_INT, "10000", 1, 10000, OFF(api.max_bulk), 0 },
+	{ "workflow", "retry_attempts", CONFIG_INT, "3", 1, 20, OFF(workflow.retry_attempts), 0 },
+	{ "workflow", "retry_base", CONFIG_DURATION, "2s", MS(10), SEC(3600), OFF(workflow.retry_base), 0 },
+	{ "workflow", "retry_max", CONFIG_DURATION, "60s", MS(10), SEC(86400), OFF(workflow.retry_max), 0 },
+	{ "workflow", "retry_multiplier", CONFIG_FACTOR, "1.5", 100, 1000, OFF(workflow.retry_multiplier), 0 },
+	{ "workflow", "lease", CONFIG_DURATION, "5min", SEC(5), SEC(86400), OFF(workflow.lease), 0 },
+	{ "workflow", "claim_interval", CONFIG_DURATION, "1s", MS(50), SEC(3600), OFF(workflow.claim_interval), 0 },
+	{ "workflow", "max_batch", CONFIG_INT, "500", 1, 5000, OFF(workflow.max_batch), 0 },
+	{ "workflow", "rules_cache", CONFIG_DURATION, "5s", 0, SEC(3600), OFF(workflow.rules_cache), 0 },
+	{ "workflow", "stock_recheck", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(workflow.stock_recheck), 0 },
+	{ "workflow", "max_due_age", CONFIG_DURATION, "60s", SEC(1), SEC(86400), OFF(workflow.max_due_age), 0 },
+	{ "inventory", "retry_attempts", CONFIG_INT, "2", 1, 20, OFF(inventory.retry_attempts), 0 },
+	{ "inventory", "retry_base", CONFIG_DURATION, "500ms", MS(10), SEC(3600), OFF(inventory.retry_base), 0 },
+	{ "inventory", "retry_max", CONFIG_DURATION, "5s", MS(10), SEC(86400), OFF(inventory.retry_max), 0 },
+	{ "inventory", "retry_multiplier", CONFIG_FACTOR, "2", 100, 1000, OFF(inventory.retry_multiplier), 0 },
+	{ "inventory", "breaker_threshold", CONFIG_INT, "5", 1, 64, OFF(inventory.breaker_threshold), CONFIG_RESTART },
+	{ "inventory", "breaker_window", CONFIG_DURATION, "15s", SEC(1), SEC(3600), OFF(inventory.breaker_window), CONFIG_RESTART },
+	{ "inventory", "breaker_reset", CONFIG_DURATION, "30s", MS(100), SEC(3600), OFF(inventory.breaker_reset), CONFIG_RESTART },
 };
 
 /* State of one parse: the config being filled and the first error. */
@@ -178,6 +196,27 @@ config_parse_duration(const char *value, int64_t *ms)
 		return NULL;
 	}
 	return xasprintf("unknown duration unit \"%s\" in \"%s\" (use ms, s, min or h)", unit, value);
+}
+
+/* "1.5" -> 150: at most 2 decimals, so the value is exact. */
+static char *
+config_parse_factor(const char *value, int64_t *x100)
+{
+	const char *dot = strchr(value, '.');
+	size_t intlen = strspn(value, "0123456789"), frac = dot != NULL ? strlen(dot + 1) : 0;
+	int64_t v = 0;
+
+	if (intlen == 0 || intlen > 6 || (dot == NULL && value[intlen] != '\0') ||
+	    (dot != NULL && (dot != value + intlen || frac == 0 || frac > 2 ||
+	    strspn(dot + 1, "0123456789") != frac)))
+		return xasprintf("not a decimal number with at most 2 decimals: \"%s\"", value);
+	for (size_t i = 0; i < intlen; i++)
+		v = v * 10 + (value[i] - '0');
+	v *= 100;
+	if (dot != NULL)
+		v += (dot[1] - '0') * 10 + (frac == 2 ? dot[2] - '0' : 0);
+	*x100 = v;
+	return NULL;
 }
 
 static char *
@@ -281,6 +320,9 @@ config_set(struct config *cfg, const struct config_key *k, const char *value)
 	case CONFIG_DURATION:
 		cause = config_parse_duration(value, &v);
 		break;
+	case CONFIG_FACTOR:
+		cause = config_parse_factor(value, &v);
+		break;
 	case CONFIG_LEVEL:
 		for (v = 0; v < (int64_t)NELEM(config_level_names); v++)
 			if (strcmp(value, config_level_names[v]) == 0)
@@ -307,9 +349,12 @@ config_set(struct config *cfg, const struct config_key *k, const char *value)
 	if (cause != NULL)
 		return cause;
 	if (v < k->min || v > k->max)
-		return xasprintf("\"%s\" is out of range (%lld..%lld%s)", value,
-		    (long long)(k->type == CONFIG_DURATION ? k->min : k->min),
-		    (long long)k->max, k->type == CONFIG_DURATION ? " ms" :
+		return k->type == CONFIG_FACTOR ?
+		    xasprintf("\"%s\" is out of range (%lld.%02lld..%lld.%02lld)", value,
+		    (long long)(k->min / 100), (long long)(k->min % 100), (long long)(k->max / 100),
+		    (long long)(k->max % 100)) :
+		    xasprintf("\"%s\" is out of range (%lld..%lld%s)", value,
+		    (long long)k->min, (long long)k->max, k->type == CONFIG_DURATION ? " ms" :
 		    k->type == CONFIG_SIZE ? " bytes" : "");
 	*config_num(cfg, k) = v;
 	return NULL;
@@ -421,6 +466,8 @@ config_check_pairs(struct config_parse *p)
 		{ "postgres", "reconnect_min", "reconnect_max" },
 		{ "redis", "reconnect_min", "reconnect_max" },
 		{ "tiktok", "retry_base", "retry_max" },
+		{ "workflow", "retry_base", "retry_max" },
+		{ "inventory", "retry_base", "retry_max" },
 	};
 	size_t ilo, ihi;
 

@@ -31,3 +31,15 @@ metrics_observe(struct metrics *m, int route, int status, int64_t dur_us)
 	util_count(&r->sum_us, (unsigned long long)(dur_us > 0 ? dur_us : 0));
 	util_count(&r->count, 1);
 }
+
+void
+metrics_hist_observe(struct metrics_hist *h, int64_t dur_us)
+{
+	int b;
+
+	for (b = 0; b < METRICS_BUCKETS && dur_us > metrics_bucket_us[b]; b++)
+		;
+	util_count(&h->bucket[b], 1);
+	util_count(&h->sum_us, (unsigned long long)(dur_us > 0 ? dur_us : 0));
+	util_count(&h->count, 1);
+}

@@ -16,11 +16,14 @@
 #include "orderflow/proc.h"
 #include "orderflow/ratelimit.h"
 #include "orderflow/rest_bulk.h"
+#include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
+#include "orderflow/rest_workflows.h"
 #include "orderflow/service.h"
 #include "orderflow/stats.h"
 #include "orderflow/tt.h"
 #include "orderflow/webhook.h"
+#include "orderflow/wf.h"
 #include "orderflow/worker.h"
 
 /* fn(instance) as a hook of the row id. */
@@ -104,12 +107,17 @@ const struct service service_table[] = {
 	    .start = stats_start_hook, .close = stats_close_hook, .destroy = stats_free_hook,
 	    .metrics = stats_metrics },
 	[SERVICE_CACHE] = { .name = "cache", .order_changed = cache_order_changed },
+	[SERVICE_WF] = { .name = "workflow", .prepare = wf_prepare, .create = wf_new,
+	    .start = wf_start, .reconfigure = wf_reconfigure, .close = wf_close, .destroy = wf_free,
+	    .metrics = wf_metrics, .order_changed = wf_order_changed },
 	/* Statements only. */
 	{ .name = "health", .prepare = health_prepare },
 	{ .name = "admin", .prepare = admin_prepare },
 	{ .name = "ostore", .prepare = ostore_prepare },
 	{ .name = "rest_orders", .prepare = rest_orders_prepare },
 	{ .name = "rest_bulk", .prepare = rest_bulk_prepare },
+	{ .name = "rest_workflows", .prepare = rest_workflows_prepare },
+	{ .name = "rest_inventory", .prepare = rest_inventory_prepare },
 	{ .name = NULL },
 };
 

@@ -24,7 +24,9 @@
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/rest_bulk.h"
+#include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
+#include "orderflow/rest_workflows.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
@@ -57,6 +59,20 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/orders/{id}", HTTPD_GET, rest_orders_get },
 	{ "/api/orders/{id}/status", HTTPD_POST, rest_orders_status },
 	{ "/api/orders/{id}/workflow", HTTPD_POST, rest_orders_workflow },
+	{ "/api/orders/{id}/workflow/actions", HTTPD_POST, rest_orders_workflow_action },
+	{ "/api/workflows", HTTPD_GET, rest_workflows_inbox },
+	{ "/api/workflows/definitions", HTTPD_GET, rest_workflows_definitions },
+	{ "/api/workflows/definitions/{name}", HTTPD_GET, rest_workflows_definition },
+	{ "/api/workflows/definitions/{name}", HTTPD_PUT, rest_workflows_definition_put },
+	{ "/api/workflows/rules", HTTPD_GET, rest_workflows_rules },
+	{ "/api/workflows/rules", HTTPD_PUT, rest_workflows_rules_put },
+	{ "/api/inventory", HTTPD_GET, rest_inventory_list },
+	/* before /api/inventory/{sku}: these names are not SKUs */
+	{ "/api/inventory/adjustments", HTTPD_POST, rest_inventory_adjust },
+	{ "/api/inventory/import", HTTPD_POST, rest_inventory_import },
+	{ "/api/inventory/settings", HTTPD_GET, rest_inventory_settings },
+	{ "/api/inventory/settings", HTTPD_PUT, rest_inventory_settings_put },
+	{ "/api/inventory/{sku}", HTTPD_PUT, rest_inventory_put },
 };
 
 struct httpd {

@@ -26,6 +26,9 @@
 #include "orderflow/rest.h"
 #include "orderflow/rest_orders.h"
 #include "orderflow/util.h"
+#include "orderflow/wf.h"
+#include "orderflow/wf_def.h"
+#include "orderflow/wf_step.h"
 #include "orderflow/worker.h"
 
 /* Sort columns: the name clients send and the cursor's encoding of a value. */
@@ -57,7 +60,7 @@ struct rest_orders_status {
 
 /* A workflow request, validated. */
 struct rest_orders_wf {
-	char	name[32];
+	char	name[WF_DEF_NAME_MAX + 1];
 	bool	force;
 	char	*config;	/* JSON text of an object, or NULL */
 };
@@ -69,6 +72,8 @@ struct rest_orders_call {
 	bool		by_uuid;	/* the path's {id} is a UUID */
 	bool		cache_fill;	/* GET found no copy and no tombstone: store one */
 	char		*tiktok_id;	/* the order's, once known (the owner's key) */
+	char		order_uuid[37];	/* the order's UUID, once known */
+	int		action;		/* POST .../workflow/actions: enum wf_manual */
 	struct rest_orders_status st;	/* POST .../status */
 	struct rest_orders_wf wf;	/* POST .../workflow */
 };
@@ -761,36 +766,16 @@ rest_orders_status(struct httpd_req *hr)
 {
 	rest_orders_begin_one(hr, rest_orders_status_run);
 }
-/* ---- POST /api/orders/{id}/workflow ------------------------------------ */
+/* ---- the live workflow: POST .../workflow, POST .../workflow/actions ------ */
 
-/* The workflows the engine knows; a request names one of them. */
-static const char *const rest_orders_workflows[] = {
-	"standard_fulfillment", "cancellation", "return", NULL
-};
-
-/* force_restart: the running instance is cancelled first, in the same transaction. */
-static const char rest_orders_wf_stop_sql[] =
-    "UPDATE order_workflows w SET workflow_status = 'cancelled', failed_at = now(),"
-    " last_error = 'restarted by the user'"
-    " FROM orders o WHERE o.user_id = $1::uuid AND o.%s AND w.order_id = o.id"
-    " AND w.workflow_name = $3 AND w.workflow_status = 'running' AND $4::boolean";
-/* At most one running instance per order and name (a unique partial index). */
-static const char rest_orders_wf_start_sql[] =
-    "WITH o AS (SELECT id, user_id FROM orders WHERE user_id = $1::uuid AND %s FOR UPDATE),"
-    " ins AS (INSERT INTO order_workflows (order_id, user_id, workflow_name, current_step,"
-    "  workflow_config) SELECT o.id, o.user_id, $3, 'requested', $5::jsonb FROM o"
-    "  ON CONFLICT (order_id, workflow_name) WHERE workflow_status = 'running' DO NOTHING"
-    "  RETURNING id, order_id),"
-    " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, after)"
-    "  SELECT $1::uuid, 'user:' || $1, 'workflow.requested', 'order', ins.order_id::text,"
-    "  jsonb_build_object('workflow_id', ins.id, 'workflow_name', $3::text,"
-    "  'force_restart', $4::boolean) FROM ins RETURNING 1)"
-    " SELECT (SELECT count(*) FROM o), (SELECT id::text FROM ins), (SELECT count(*) FROM au),"
-    "  (SELECT id::text FROM o)";
+/* The order's UUID and TikTok id, and whether its creator has a definition of a name. */
+static const char rest_orders_resolve_sql[] =
+    "SELECT o.id::text, o.tiktok_order_id, EXISTS (SELECT 1 FROM workflow_definitions d"
+    "  WHERE d.user_id = o.user_id AND d.name = $3)"
+    " FROM orders o WHERE o.user_id = $1::uuid AND %s";
 
 /* Largest workflow config accepted, serialized. */
 #define REST_ORDERS_WF_CONFIG_MAX 16384
-
 
 static const char *
 rest_orders_wf_fields(json_t *doc, struct rest_orders_wf *wf)
@@ -800,8 +785,9 @@ rest_orders_wf_fields(json_t *doc, struct rest_orders_wf *wf)
 
 	json_object_foreach(doc, k, v) {
 		if (strcmp(k, "workflow_name") == 0) {
-			if (!json_is_string(v) || rest_index(rest_orders_workflows, json_string_value(v)) < 0)
-				return "\"workflow_name\" must be standard_fulfillment, cancellation or return";
+			if (!json_is_string(v) || !wf_def_name_ok(json_string_value(v)))
+				return "\"workflow_name\" must be a workflow name ([a-z][a-z0-9_]*, "
+				    "at most 64 bytes)";
 			snprintf(wf->name, sizeof(wf->name), "%s", json_string_value(v));
 		} else if (strcmp(k, "force_restart") == 0) {
 			if (!json_is_boolean(v))
@@ -812,6 +798,7 @@ rest_orders_wf_fields(json_t *doc, struct rest_orders_wf *wf)
 				continue;
 			if (!json_is_object(v))
 				return "\"config\" must be an object";
+			free(wf->config);
 			wf->config = json_dumps(v, JSON_COMPACT);
 			if (wf->config == NULL || strlen(wf->config) > REST_ORDERS_WF_CONFIG_MAX)
 				return "\"config\" is too large (16 KiB at most)";
@@ -822,43 +809,81 @@ rest_orders_wf_fields(json_t *doc, struct rest_orders_wf *wf)
 	return wf->name[0] == '\0' ? "\"workflow_name\" is required" : NULL;
 }
 
+/* The engine's answer, sent from the owner (rest hands it to the request's worker). */
 static void
-rest_orders_on_workflow(struct pg_batch *b, void *arg)
+rest_orders_on_engine(const struct wf_answer *a, void *arg)
 {
 	struct rest_orders_call *c = arg;
-	PGresult *r = pg_batch_result(b, 1);
-	char body[128];
+	char *text;
 
-	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
-		log_warn("workflow request failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the workflow cannot be requested now");
-	} else if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
-		rest_error(&c->call, 404, "not_found", "no such order");
-	} else if (PQgetisnull(r, 0, 1)) {
-		rest_error(&c->call, 409, "workflow_running", "a workflow of this name is already running "
-		    "for the order; send \"force_restart\": true to start it again");
-	} else {
-		cache_forget(worker_self(), c->call.creator, PQgetvalue(r, 0, 3), NULL);
-		snprintf(body, sizeof(body), "{\"success\":true,\"workflow_id\":\"%s\"}",
-		    PQgetvalue(r, 0, 1));
-		rest_reply(&c->call, 200, body, strlen(body));
+	if (a->status != 200) {
+		if (a->status == 503)
+			rest_unavailable(&c->call, a->message);
+		else
+			rest_error(&c->call, a->status, a->code, "%s", a->message);
+		return;
 	}
+	text = json_dumps(a->doc, JSON_COMPACT);
+	rest_reply(&c->call, 200, text, strlen(text));
+	free(text);
 }
 
-/* On the owner: stop the running one when asked, start the new one. */
+/* On the owner. */
 static void
 rest_orders_workflow_owner(struct rest_call *rc)
 {
 	struct rest_orders_call *c = (struct rest_orders_call *)rc;
-	const char *params[5] = { rc->creator, rc->path_id, c->wf.name, c->wf.force ? "true" : "false",
-	    c->wf.config };
-	struct pg_batch *b = pg_batch_new(rest_orders_on_workflow, c);
 
-	pg_batch_add(b, true, c->by_uuid ? "rest_orders_wf_stop_by_id" :
-	    "rest_orders_wf_stop_by_tiktok_id", 4, params);
-	pg_batch_add(b, true, c->by_uuid ? "rest_orders_wf_start_by_id" :
-	    "rest_orders_wf_start_by_tiktok_id", 5, params);
-	rest_submit(rc, b);
+	wf_request(worker_self(), rc->creator, c->order_uuid, c->tiktok_id, c->wf.name,
+	    c->wf.config, c->wf.force, rest_orders_on_engine, c);
+}
+
+static void
+rest_orders_action_owner(struct rest_call *rc)
+{
+	struct rest_orders_call *c = (struct rest_orders_call *)rc;
+
+	wf_act(worker_self(), rc->creator, c->order_uuid, c->tiktok_id, c->action, c->st.version,
+	    c->st.has_reason ? c->st.reason : NULL, rest_orders_on_engine, c);
+}
+
+static void
+rest_orders_on_resolved(struct pg_batch *b, void *arg)
+{
+	struct rest_orders_call *c = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 3) {
+		rest_unavailable(&c->call, "the order cannot be read now");
+		return;
+	}
+	if (PQntuples(r) == 0) {
+		rest_error(&c->call, 404, "not_found", "no such order");
+		return;
+	}
+	if (c->wf.name[0] != '\0' && PQgetvalue(r, 0, 2)[0] != 't' &&
+	    wf_def_builtin(c->wf.name) == NULL) {
+		rest_error(&c->call, 400, "unknown_workflow", "no workflow is named %s: use a "
+		    "built-in template (standard_fulfillment, manual_review, digital) or one of "
+		    "your definitions", c->wf.name);
+		return;
+	}
+	snprintf(c->order_uuid, sizeof(c->order_uuid), "%s", PQgetvalue(r, 0, 0));
+	c->tiktok_id = xstrdup(PQgetvalue(r, 0, 1));
+	rest_on_owner(&c->call, c->tiktok_id, c->call.run);
+}
+
+/* Both ids of the request's order (and the workflow name's check), then fn on its owner. */
+static void
+rest_orders_resolve(struct rest_orders_call *c, rest_fn *fn)
+{
+	struct pg_batch *b = pg_batch_new(rest_orders_on_resolved, c);
+
+	c->call.run = fn;
+	pg_batch_add(b, true, c->by_uuid ? "rest_orders_resolve_by_id" :
+	    "rest_orders_resolve_by_tiktok_id", 3, (const char *[]){ c->call.creator,
+	    c->call.path_id, c->wf.name });
+	rest_submit(&c->call, b);
 }
 
 static void
@@ -876,13 +901,63 @@ rest_orders_workflow_run(struct rest_call *rc)
 		rest_error(rc, 400, "invalid_body", "%s", bad);
 		return;
 	}
-	rest_orders_to_owner(c, rest_orders_workflow_owner);
+	rest_orders_resolve(c, rest_orders_workflow_owner);
 }
 
 void
 rest_orders_workflow(struct httpd_req *hr)
 {
 	rest_orders_begin_one(hr, rest_orders_workflow_run);
+}
+
+static const char *
+rest_orders_action_fields(json_t *doc, struct rest_orders_call *c)
+{
+	const char *k;
+	json_t *v;
+
+	c->action = -1;
+	json_object_foreach(doc, k, v) {
+		if (strcmp(k, "action") == 0) {
+			if (!json_is_string(v) || (c->action = wf_manual_parse(json_string_value(v))) < 0)
+				return "\"action\" must be retry, skip, cancel, pause, resume, approve or "
+				    "reject";
+		} else if (strcmp(k, "reason") == 0) {
+			if (!rest_reason(v, c->st.reason, &c->st.has_reason))
+				return "\"reason\" must be text of at most 255 characters";
+		} else {
+			return "the body has a field this endpoint does not know";
+		}
+	}
+	return c->action < 0 ? "\"action\" is required" : NULL;
+}
+
+static void
+rest_orders_action_run(struct rest_call *rc)
+{
+	struct rest_orders_call *c = (struct rest_orders_call *)rc;
+	long long if_match = rest_if_match(rc);
+	json_t *doc = rest_body(rc);
+	const char *bad;
+
+	if (doc == NULL)
+		return;
+	bad = rest_orders_action_fields(doc, c);
+	json_decref(doc);
+	if (bad == NULL && if_match < 0)
+		bad = "If-Match must be the workflow's version";
+	if (bad != NULL) {
+		rest_error(rc, 400, "invalid_body", "%s", bad);
+		return;
+	}
+	c->st.version = if_match;
+	rest_orders_resolve(c, rest_orders_action_owner);
+}
+
+void
+rest_orders_workflow_action(struct httpd_req *hr)
+{
+	rest_orders_begin_one(hr, rest_orders_action_run);
 }
 
 /* Prepare tmpl with its one "%s" replaced by the order lookup by UUID or TikTok id. */
@@ -907,9 +982,7 @@ rest_orders_prepare(struct pg_pool *pg)
 	snprintf(sql, sizeof(sql), "%so.tiktok_order_id = $2", rest_orders_detail_sql);
 	pg_pool_prepare(pg, "rest_orders_by_tiktok_id", sql);
 	pg_pool_prepare(pg, "rest_orders_tiktok_id", rest_orders_tiktok_id_sql);
-	rest_orders_prepare_one(pg, "rest_orders_wf_stop_by_id", rest_orders_wf_stop_sql, true);
-	rest_orders_prepare_one(pg, "rest_orders_wf_stop_by_tiktok_id", rest_orders_wf_stop_sql, false);
-	rest_orders_prepare_one(pg, "rest_orders_wf_start_by_id", rest_orders_wf_start_sql, true);
-	rest_orders_prepare_one(pg, "rest_orders_wf_start_by_tiktok_id", rest_orders_wf_start_sql,
+	rest_orders_prepare_one(pg, "rest_orders_resolve_by_id", rest_orders_resolve_sql, true);
+	rest_orders_prepare_one(pg, "rest_orders_resolve_by_tiktok_id", rest_orders_resolve_sql,
 	    false);
 }

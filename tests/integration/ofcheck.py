@@ -214,9 +214,11 @@ def insert_order(conn, user_id, status="pending"):
 def insert_workflow(conn, order_id, user_id, status="running", name="default"):
     """One order_workflows row; returns its id."""
     with conn.cursor() as cur:
-        cur.execute("""INSERT INTO order_workflows (order_id, user_id, workflow_name, current_step, workflow_status)
-                       VALUES (%s, %s, %s, 'validate', %s) RETURNING id""",
-                    (order_id, user_id, name, status))
+        cur.execute("""INSERT INTO order_workflows (order_id, user_id, tiktok_order_id, workflow_name,
+                           current_step, workflow_status)
+                       SELECT %s, %s, tiktok_order_id, %s, 'validate', %s FROM orders WHERE id = %s
+                       RETURNING id""",
+                    (order_id, user_id, name, status, order_id))
         return cur.fetchone()[0]
 
 

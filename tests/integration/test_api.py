@@ -447,8 +447,9 @@ def test_cache_forgotten_when_tiktok_changes_the_order(make_daemon, fake, certs)
     d.start(migrate=False)
     creator = d.pg.sql("SELECT creator_id::text FROM shops", dbname=d.dbname)[0][0]
     test_sync.hook(d, "8801", "n1")
-    test_sync.wait_sql(d, "SELECT order_status::text FROM orders", "confirmed")
-    assert d.get("/api/orders/8801", headers=auth(creator)).json()["order"]["order_status"] == "confirmed"
+    # The workflow reserves the (untracked) stock: processing, parked at ready_to_ship.
+    test_sync.wait_sql(d, "SELECT workflow_status::text FROM orders", "ready_to_ship")
+    assert d.get("/api/orders/8801", headers=auth(creator)).json()["order"]["order_status"] == "processing"
     fake.seed({"id": "8801", "status": "IN_TRANSIT", "update_time": t + 60})
     test_sync.hook(d, "8801", "n2", status="IN_TRANSIT")
     test_sync.wait_sql(d, "SELECT order_status::text FROM orders", "shipped")
@@ -461,31 +462,50 @@ def post_workflow(d, who, key, body, ctype="application/json"):
     return d.post("/api/orders/%s/workflow" % key, json.dumps(body).encode(), headers=h)
 
 
-def test_workflow_request_recorded_once_unless_forced(api):
+def post_action(d, who, key, body, headers=None):
+    h = auth(who)
+    h["Content-Type"] = "application/json"
+    h.update(headers or {})
+    return d.post("/api/orders/%s/workflow/actions" % key, json.dumps(body).encode(), headers=h)
+
+
+def test_workflow_request_runs_once_unless_forced(api):
+    """POST .../workflow starts the engine's run now; a second one is refused
+    unless force_restart, which cancels (and compensates) the live run first."""
+    import ofharness
     a, ids = api.a, api.ids
     r = post_workflow(api, a, ids["A2"], {"workflow_name": "standard_fulfillment",
                                           "config": {"carrier": "usps"}})
     assert r.status == 200, r
     first = r.json()["workflow_id"]
-    assert r.json()["success"] is True
+    assert r.json()["success"] is True and r.json()["workflow_name"] == "standard_fulfillment"
     assert_error(post_workflow(api, a, "77A2", {"workflow_name": "standard_fulfillment"}),
                  409, "workflow_running")
-    assert post_workflow(api, a, ids["A2"], {"workflow_name": "cancellation"}).status == 200
-    r = post_workflow(api, a, ids["A2"], {"workflow_name": "standard_fulfillment", "force_restart": True})
-    assert r.status == 200 and r.json()["workflow_id"] != first
-    rows = api.pg.sql("SELECT id::text, workflow_name, workflow_status::text, workflow_config"
-                      " FROM order_workflows WHERE order_id = %s ORDER BY created_at, workflow_name",
-                      (ids["A2"],), dbname=api.dbname)
-    by_id = {r[0]: r for r in rows}
-    assert by_id[first][2] == "cancelled" and by_id[first][3] == {"carrier": "usps"}
-    assert by_id[r.json()["workflow_id"]][2] == "running"
-    assert sorted(x[1] for x in rows if x[2] == "running") == ["cancellation", "standard_fulfillment"]
+    assert_error(post_workflow(api, a, ids["A2"], {"workflow_name": "digital"}), 409,
+                 "workflow_running")
+    r = post_workflow(api, a, ids["A2"], {"workflow_name": "digital", "force_restart": True})
+    assert r.status == 200, r
+    assert r.json()["replaced"] == first
+    second = r.json()["workflow_id"]
+    assert second is not None and second != first
+
+    def settled():
+        rows = api.pg.sql("SELECT id::text, workflow_name, workflow_status::text, workflow_config"
+                          " FROM order_workflows WHERE order_id = %s ORDER BY created_at",
+                          (ids["A2"],), dbname=api.dbname)
+        return rows if len(rows) == 2 and rows[1][2] == "completed" else None
+    rows = ofharness.wait_for(settled, 10, 0.1, "the digital workflow to complete")
+    assert rows[0] == (first, "standard_fulfillment", "cancelled", {"carrier": "usps"}), rows
+    assert rows[1][:3] == (second, "digital", "completed"), rows
     detail = api.get("/api/orders/" + ids["A2"], headers=auth(a)).json()["order"]
-    assert detail["workflow"]["id"] == r.json()["workflow_id"]
-    for body in ({}, {"workflow_name": "teleport"}, {"workflow_name": "return", "config": [1]},
-                 {"workflow_name": "return", "force_restart": 1}, {"workflow_name": "return", "x": 1}):
+    assert detail["workflow"]["id"] == second
+    for body in ({}, {"workflow_name": "Teleport!"}, {"workflow_name": "digital", "config": [1]},
+                 {"workflow_name": "digital", "force_restart": 1},
+                 {"workflow_name": "digital", "x": 1}):
         assert_error(post_workflow(api, a, ids["A2"], body), 400, "invalid_body")
-    assert_error(post_workflow(api, a, ids["B1"], {"workflow_name": "return"}), 404, "not_found")
+    assert_error(post_workflow(api, a, ids["A2"], {"workflow_name": "teleport"}), 400,
+                 "unknown_workflow")
+    assert_error(post_workflow(api, a, ids["B1"], {"workflow_name": "digital"}), 404, "not_found")
 
 
 def test_make_token_script_mints_tokens_the_daemon_accepts(api):
@@ -562,7 +582,9 @@ def test_every_endpoint_keeps_creators_apart(api):
                                               for k in (ids["A2"], "77A2")],
         ("/api/orders/{id}/status", "post"): lambda: post_status(api, b, ids["A2"], {"status": "cancelled"}),
         ("/api/orders/{id}/workflow", "post"): lambda: post_workflow(api, b, "77A2",
-                                                                     {"workflow_name": "return"}),
+                                                                     {"workflow_name": "digital"}),
+        ("/api/orders/{id}/workflow/actions", "post"): lambda: post_action(api, b, ids["A2"],
+                                                                           {"action": "cancel"}),
         ("/api/orders/bulk/status", "post"): lambda: post_bulk(api, b, {"order_ids": [ids["A2"], "77A3"],
                                                                         "status": "cancelled"}),
         ("/api/orders/bulk/{id}", "get"): lambda: api.get("/api/orders/bulk/" + batch, headers=auth(b)),
@@ -577,6 +599,7 @@ def test_every_endpoint_keeps_creators_apart(api):
         assert_error(r, 404, "not_found")
     assert_error(tried[("/api/orders/{id}/status", "post")](), 404, "not_found")
     assert_error(tried[("/api/orders/{id}/workflow", "post")](), 404, "not_found")
+    assert_error(tried[("/api/orders/{id}/workflow/actions", "post")](), 404, "not_found")
     bulk = tried[("/api/orders/bulk/status", "post")]().json()
     assert bulk["processed"] == 0 and {e["error"] for e in bulk["errors"]} == {"not found"}
     assert_error(tried[("/api/orders/bulk/{id}", "get")](), 404, "not_found")

@@ -20,7 +20,8 @@ def routes():
     table = table[:table.index("};")]
     out = {}
     for path, methods in ROUTE.findall(table):
-        out[path] = {m.strip().replace("HTTPD_", "").lower() for m in methods.split("|")}
+        out.setdefault(path, set()).update(m.strip().replace("HTTPD_", "").lower()
+                                           for m in methods.split("|"))
     assert out, "no routes found in src/http/httpd.c"
     return out
 

@@ -116,15 +116,20 @@ def test_webhook_fetches_and_applies_in_one_transaction(make_daemon, fake, certs
     d = synced(make_daemon, fake, certs)
     hook(d, "5001", "n1")
     wait_sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL", 1)
+    # The workflow then reserves the (untracked) stock and parks at ready_to_ship:
+    # processing, one status change later (the engine's, source system).
+    wait_sql(d, "SELECT workflow_status::text FROM orders", "ready_to_ship")
     o = sql(d, "SELECT order_status, tiktok_status, total_amount::text, currency, version, "
                "extract(epoch FROM tiktok_update_time)::bigint FROM orders WHERE tiktok_order_id = '5001'")
-    assert o[0][:2] == ("confirmed", "AWAITING_SHIPMENT") and o[0][3] == "USD" and o[0][5] == now, o
+    assert o[0][:2] == ("processing", "AWAITING_SHIPMENT") and o[0][3] == "USD" and o[0][5] == now, o
     items = sql(d, "SELECT sku_id, quantity, unit_price::text, total_price::text, tiktok_line_item_ids "
                    "FROM order_items ORDER BY sku_id")
     assert items == [("A", 2, "10.50", "21.00", ["l1", "l3"]), ("B", 1, "3.00", "3.00", ["l2"])], items
-    hist = sql(d, "SELECT previous_status, new_status, change_source FROM order_status_history")
-    assert hist == [(None, "confirmed", "tiktok_shop")], hist
-    assert sql(d, "SELECT action FROM audit_log WHERE entity_type = 'order'") == [("order.created",)]
+    hist = sql(d, "SELECT previous_status, new_status, change_source FROM order_status_history"
+                  " ORDER BY created_at, change_source DESC")
+    assert hist == [(None, "confirmed", "tiktok_shop"), ("confirmed", "processing", "system")], hist
+    assert sql(d, "SELECT action FROM audit_log WHERE entity_type = 'order' ORDER BY id") == \
+        [("order.created",), ("order.status_changed",)]
     m = metrics(d)
     assert metric_value(m, "orderflow_events_processed_total") == 1
     assert metric_value(m, "orderflow_orders_synced_total", source="webhook", result="applied") == 1
@@ -139,12 +144,16 @@ def test_same_notification_twice_one_order_one_history_row(make_daemon, fake, ce
     hook(d, "5002", "dup-1")
     assert hook(d, "5002", "dup-1").json()["message"] == "duplicate"
     wait_sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL", 1)
+    # The workflow's own change (processing) comes next; then nothing more.
+    wait_sql(d, "SELECT workflow_status::text FROM orders", "ready_to_ship")
     # A second, different notification about the same unchanged order changes nothing.
     hook(d, "5002", "dup-2")
     wait_sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL", 2)
     assert sql(d, "SELECT count(*) FROM orders") == [(1,)]
-    assert sql(d, "SELECT count(*) FROM order_status_history") == [(1,)]
-    assert sql(d, "SELECT version FROM orders") == [(1,)]
+    assert sql(d, "SELECT count(*) FROM order_status_history WHERE change_source = 'tiktok_shop'") \
+        == [(1,)]
+    assert sql(d, "SELECT count(*) FROM order_status_history") == [(2,)]
+    assert sql(d, "SELECT version, order_status::text FROM orders") == [(2, "processing")]
 
 
 def test_out_of_order_snapshot_never_moves_order_back(make_daemon, fake, certs):
@@ -332,8 +341,13 @@ def test_polling_finds_order_whose_webhook_never_came(make_daemon, fake, certs):
                                                          "update_time": now - 5}])
     d = synced(make_daemon, fake, certs, tiktok={"sync_interval": "1s", "sync_page_size": "1"})
     wait_sql(d, "SELECT count(*) FROM orders", 2)
+    # 7001 gets a workflow (it reserves, so processing); 7002, first seen shipped, none.
+    wait_sql(d, "SELECT workflow_status::text FROM orders WHERE tiktok_order_id = '7001'",
+             "ready_to_ship")
     assert sql(d, "SELECT tiktok_order_id, order_status::text FROM orders ORDER BY 1") == \
-        [("7001", "confirmed"), ("7002", "shipped")]
+        [("7001", "processing"), ("7002", "shipped")]
+    assert sql(d, "SELECT count(*) FROM order_workflows w JOIN orders o ON o.id = w.order_id"
+                  " WHERE o.tiktok_order_id = '7002'") == [(0,)]
     cursor = sql(d, "SELECT extract(epoch FROM sync_cursor)::bigint FROM shops")[0][0]
     assert cursor >= now
     m = metrics(d)
@@ -342,6 +356,8 @@ def test_polling_finds_order_whose_webhook_never_came(make_daemon, fake, certs):
     # A change seen later by polling moves the order on; history says TikTok did it.
     fake.seed({"id": "7001", "status": "DELIVERED", "update_time": int(time.time())})
     wait_sql(d, "SELECT order_status::text FROM orders WHERE tiktok_order_id = '7001'", "delivered")
+    # ...and the workflow follows TikTok: shipped and delivered elsewhere, so completed.
+    wait_sql(d, "SELECT workflow_status::text FROM order_workflows", "completed")
     assert fake.stats()["rejected"] == {} or not any(fake.stats()["rejected"].values())
 
 
