@@ -122,12 +122,13 @@ void wf_step_clear(struct wf_run *r);
  */
 json_t *wf_step_next(const struct wf_run *r, const struct wf_step_env *env);
 /*
- * A commit whose effect failed (the database refused it): the same step
- * again after the policy's delay, or, attempts exhausted, the run failed
- * at that step (no effect).  error is recorded.
+ * Commit item whose effect failed (the database refused it): the same
+ * step again after the policy's delay, or, attempts exhausted, the run
+ * failed at that step (no effect); the steps the item took before its
+ * effect are kept.  error is recorded.
  */
 json_t *wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env,
-    const char *error);
+    const char *error, json_t *item);
 /*
  * r's commit item c was committed with the verdict ok: move r to the next
  * state it chose (for a reservation, the one of outcome), at version.

@@ -21,13 +21,10 @@
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
-#include "orderflow/poll.h"
 #include "orderflow/proc.h"
-#include "orderflow/ratelimit.h"
 #include "orderflow/rds.h"
-#include "orderflow/stats.h"
+#include "orderflow/service.h"
 #include "orderflow/tt.h"
-#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 /* A worker whose heartbeat is older than this is stuck. */
@@ -78,7 +75,7 @@ health_readyz(struct httpd_req *hr)
 		struct worker *w = &s->workers[i];
 		bool pg = atomic_load(&pg_pool_stats(w->pg)->up) > 0;
 		bool rd = rds_connected(w->rds);
-		bool wh = webhook_ready(w->svc[SERVICE_WEBHOOK]);
+		bool wh = service_ready(w);
 
 		n += (size_t)snprintf(body + n, sizeof(body) - n,
 		    "%s{\"id\":%d,\"postgres\":%s,\"redis\":%s,\"webhooks\":%s}", i > 0 ? "," : "",
@@ -421,12 +418,9 @@ health_metrics(struct httpd_req *hr)
 
 	health_metrics_http(out, hr->w->set);
 	health_metrics_backends(out, hr->w);
-	webhook_metrics(out, hr->w->set);
-	proc_metrics(out, hr->w->set);
-	poll_metrics(out, hr->w->set);
-	stats_metrics(out, hr->w->set);
-	tt_metrics(out, hr->w->set);
-	ratelimit_metrics(out);
+	for (int i = 0; i < SERVICE_COUNT; i++)
+		if (service_table[i].metrics != NULL)
+			service_table[i].metrics(out, hr->w->set);
 	len = evbuffer_get_length(out);
 	text = xmalloc(len);
 	evbuffer_remove(out, text, len);

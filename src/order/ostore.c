@@ -177,6 +177,12 @@ static const char ostore_apply_sql[] =
     "  to_timestamp(s.collection_due_time), to_timestamp(s.delivery_sla_time),"
     "  to_timestamp(s.cancel_order_sla_time), s.is_on_hold, s.buyer_request_cancel, now(),"
     "  'synced' FROM src s CROSS JOIN shop"
+    /*
+     * prev must lock and read the rows before up changes them: a FOR
+     * UPDATE run after this statement updated a row skips it.  Reading
+     * prev here makes the executor run it first.
+     */
+    "  WHERE (SELECT count(*) FROM prev) >= 0"
     "  ON CONFLICT (tiktok_order_id) DO UPDATE SET order_status = CASE WHEN"
     "  o.tiktok_status IS NOT DISTINCT FROM EXCLUDED.tiktok_status THEN o.order_status"
     "  ELSE EXCLUDED.order_status END,"
@@ -278,6 +284,7 @@ ostore_apply_fire(struct ostore_apply_call *c, const char *changed)
 {
 	json_t *doc = json_loads(changed, 0, NULL), *o;
 	size_t i;
+
 
 	json_array_foreach(doc, i, o) {
 		struct order_change ch = {

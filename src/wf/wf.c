@@ -242,6 +242,11 @@ static const char wf_release_owner_sql[] =
 
 static const char wf_wake_sql[] = "SELECT wf_wake_stock($1::uuid, $2::integer)";
 
+/* Give up the lease of a run loaded for nothing (a refused request): no new version. */
+static const char wf_release_sql[] =
+    "UPDATE order_workflows SET lease_owner = NULL, lease_until = NULL"
+    " WHERE id = $1::uuid AND lease_owner = $2";
+
 void
 wf_prepare(struct pg_pool *pg)
 {
@@ -253,6 +258,7 @@ wf_prepare(struct pg_pool *pg)
 	pg_pool_prepare(pg, "wf_owners", wf_owners_sql);
 	pg_pool_prepare(pg, "wf_release_owner", wf_release_owner_sql);
 	pg_pool_prepare(pg, "wf_wake", wf_wake_sql);
+	pg_pool_prepare(pg, "wf_release", wf_release_sql);
 }
 
 static struct wf *
@@ -704,9 +710,11 @@ wf_on_load(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 	bool ok = pg_batch_error(b) == NULL && r != NULL && PQnfields(r) == WF_L_NCOLS;
 
-	if (ok && !ld->wf->closing)
+	if (ok && !ld->wf->closing) {
+		log_debug("workflow runs loaded", "rows=%d", PQntuples(r));
 		for (int i = 0; i < PQntuples(r); i++)
 			wf_loaded_row(ld->wf, ld->reqs, r, i);
+	}
 	else if (!ok)
 		log_warn("workflow load failed; the claim sweep will retry",
 		    "error=%s", log_quote(pg_batch_error(b)));
@@ -1228,6 +1236,7 @@ wf_on_commit(struct pg_batch *b, void *arg)
 		int n = wf->nsent;
 
 		wf->writer_tries = 0;
+		log_debug("workflow commit", "items=%d", n);
 		util_count(&wf->fig.commits, 1);
 		util_count(&wf->fig.commit_items, (unsigned long long)n);
 		wf->nsent = 0;
@@ -1284,7 +1293,7 @@ wf_on_commit(struct pg_batch *b, void *arg)
 		log_warn("workflow step failed", "order=%s error=%s", j->run.order_id, log_quote(error));
 		wf_env(wf, &env);
 		j->solo = false;
-		wf_queue(j, wf_step_effect_failed(&j->run, &env, error));
+		wf_queue(j, wf_step_effect_failed(&j->run, &env, error, j->item));
 		if (j->req != NULL) {
 			wf_req_answer(j->req, 503, "unavailable", "the workflow step failed", NULL);
 			j->req = NULL;
@@ -1363,6 +1372,32 @@ wf_req_answer(struct wf_req *q, int status, const char *code, const char *msg, j
 	free(q);
 }
 
+static void
+wf_on_released(struct pg_batch *b, void *arg)
+{
+	if (pg_batch_error(b) != NULL)
+		log_debug("workflow lease not released; it runs out", "error=%s",
+		    log_quote(pg_batch_error(b)));
+}
+
+/* After a refused request: go on if the run is due, else rest without a commit. */
+static void
+wf_job_settle(struct wf_job *j)
+{
+	struct pg_batch *b;
+
+	if (!TAILQ_EMPTY(&j->reqs) || j->run.status == WF_RUNNING ||
+	    j->run.status == WF_COMPENSATING || j->run.id[0] == '\0') {
+		wf_job_idle(j);
+		return;
+	}
+	b = pg_batch_new(wf_on_released, NULL);
+	pg_batch_add(b, true, "wf_release", 2, (const char *[]){ j->run.id, j->wf->w->set->instance });
+	if (pg_submit(j->wf->w->pg, b) != PG_OK)
+		log_debug("workflow lease not released; it runs out", "workflow=%s", j->run.id);
+	wf_park(j);
+}
+
 /* Run request q on job j (idle, its run loaded), or with no live run (j NULL). */
 static void
 wf_req_run(struct wf_job *j, struct wf_req *q)
@@ -1384,14 +1419,14 @@ wf_req_run(struct wf_job *j, struct wf_req *q)
 		    "\"force_restart\": true to replace it", j->run.def->name, j->run.id,
 		    wf_status_name(j->run.status));
 		wf_req_answer(q, 409, "workflow_running", msg, NULL);
-		wf_job_idle(j);
+		wf_job_settle(j);
 		return;
 	}
 	if (m >= 0 && q->if_match > 0 && q->if_match != j->run.version) {
 		snprintf(msg, sizeof(msg), "the workflow is at version %d, not %lld; read it again",
 		    j->run.version, q->if_match);
 		wf_req_answer(q, 412, "version_mismatch", msg, NULL);
-		wf_job_idle(j);
+		wf_job_settle(j);
 		return;
 	}
 	if (m < 0) {
@@ -1409,7 +1444,7 @@ wf_req_run(struct wf_job *j, struct wf_req *q)
 		json_decref(j->run.restart);
 		j->run.restart = NULL;
 		wf_req_answer(q, 409, "action_not_allowed", msg, NULL);
-		wf_job_idle(j);
+		wf_job_settle(j);
 		return;
 	}
 	util_count(&j->wf->fig.manual, 1);
@@ -1520,6 +1555,8 @@ wf_order_changed(struct worker *w, const struct order_change *c)
 		}
 		return;
 	}
+	log_debug("workflow event", "order=%s kind=%d parked=%d", c->id, (int)c->kind,
+	    smap_get(wf->parked, c->id) != NULL);
 	if (smap_get(wf->parked, c->id) != NULL) {
 		free(smap_del(wf->parked, c->id));
 		atomic_store_explicit(&wf->fig.parked, (long long)smap_count(wf->parked),

@@ -293,12 +293,13 @@ wf_sim_unwind(struct wf_sim *s, const struct wf_step_env *env, int end, const ch
 static json_t *
 wf_sim_compensate(struct wf_sim *s, const struct wf_step_env *env)
 {
-	json_t *then, *c;
+	json_t *then, *c, *at;
 	int a;
 
 	if (s->ncomp == 0)
 		return wf_sim_end(s, s->end_status);
 	a = s->comp[0];
+	at = wf_sim_then(s);
 	wf_hist_action(s, env, a, "compensated");
 	memmove(s->comp, s->comp + 1, (size_t)(s->ncomp - 1) * sizeof(int));
 	s->ncomp--;
@@ -307,11 +308,14 @@ wf_sim_compensate(struct wf_sim *s, const struct wf_step_env *env)
 		c = wf_sim_end(s, s->end_status);
 		json_object_set_new(c, "effect", json_string(a == WF_A_CONSUME_STOCK ? "consume" :
 		    "release"));
+		json_object_set_new(c, "at", at);
 		return c;
 	}
 	s->due_ms = 0;
 	then = wf_sim_then(s);
-	return wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", then);
+	c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", then);
+	json_object_set_new(c, "at", at);
+	return c;
 }
 
 /* Failed at the current step: in the inbox, nothing compensated (a retry goes on). */
@@ -462,7 +466,7 @@ static json_t *
 wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 {
 	struct wf_sim ok = *s, no = *s, un = *s;
-	json_t *alts, *c;
+	json_t *alts, *c, *at;
 	char key[128];
 
 	if (wf_order_held(s->r))
@@ -476,6 +480,7 @@ wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 		return wf_item(s->r, NULL, wf_sim_then(s));
 	}
 	wf_step_key(s->r, key, sizeof(key));
+	at = wf_sim_then(s);
 	/* Each outcome gets its own copy of the history so far. */
 	ok.hist = json_deep_copy(s->hist);
 	no.hist = json_deep_copy(s->hist);
@@ -502,6 +507,7 @@ wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 	json_decref(un.hist);
 	c = wf_item(s->r, "reserve", alts);
 	json_object_set_new(c, "policy", json_string(s->r->policy));
+	json_object_set_new(c, "at", at);
 	return c;
 }
 
@@ -510,6 +516,7 @@ static json_t *
 wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
 {
 	char key[128];
+	json_t *at = wf_sim_then(s), *c;
 
 	wf_step_key(s->r, key, sizeof(key));
 	json_object_set_new(wf_hist_action(s, env, a, "done"), "key", json_string(key));
@@ -520,7 +527,9 @@ wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
 	s->error[0] = '\0';
 	/* Nothing is left to release once the stock shipped or went back. */
 	s->ncomp = 0;
-	return wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", wf_sim_then(s));
+	c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", wf_sim_then(s));
+	json_object_set_new(c, "at", at);
+	return c;
 }
 
 /* An await action whose event TikTok's status already reports. */
@@ -647,16 +656,46 @@ wf_step_next(const struct wf_run *r, const struct wf_step_env *env)
 	return c;
 }
 
+/*
+ * Where the failed item's effect stood: the run as committed, moved to the
+ * item's "at" (the decision's state right before the effect), with the
+ * history of the steps the decision took before it.
+ */
+static void
+wf_sim_at(struct wf_sim *s, struct wf_run *tmp, const struct wf_run *r, json_t *item)
+{
+	json_t *at = json_object_get(item, "at"), *wrap;
+	const char *ws, *os;
+
+	*tmp = *r;
+	if (at == NULL) {
+		wf_sim_init(s, r);
+		return;
+	}
+	wrap = json_pack("{s:O}", "then", at);
+	wf_step_committed(tmp, wrap, NULL, r->version);
+	json_decref(wrap);
+	wf_sim_init(s, tmp);
+	json_decref(s->hist);
+	s->hist = json_deep_copy(json_object_get(at, "hist"));
+	ws = json_string_value(json_object_get(at, "wf_status"));
+	os = json_string_value(json_object_get(at, "order_status"));
+	s->wf_status = ws != NULL ? order_wf_status_parse(ws) : -1;
+	s->order_status = os != NULL ? order_status_parse(os) : -1;
+}
+
 json_t *
-wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env, const char *error)
+wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env, const char *error,
+    json_t *item)
 {
 	struct wf_sim s;
+	struct wf_run tmp;
 	const struct wf_alt *alt;
 	int a, pol;
 	json_t *c, *e;
 	int64_t delay;
 
-	wf_sim_init(&s, r);
+	wf_sim_at(&s, &tmp, r, item);
 	a = wf_sim_current_action(&s, &alt);
 	if (s.status == WF_COMPENSATING || a < 0) {
 		/* Compensations are owed whatever happens: again, capped, forever. */
@@ -676,8 +715,10 @@ wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env, con
 		json_object_set_new(e, "error", json_string(error));
 		json_object_set_new(e, "delay_ms", json_integer(delay));
 		snprintf(s.error, sizeof(s.error), "%s", error);
+		s.status = s.status == WF_COMPENSATING ? WF_COMPENSATING : WF_RUNNING;
+		s.wait[0] = '\0';
 		s.due_ms = delay;
-		c = wf_item(r, NULL, wf_sim_then(&s));
+		c = wf_item(&tmp, NULL, wf_sim_then(&s));
 	}
 	json_decref(s.hist);
 	return c;

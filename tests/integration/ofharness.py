@@ -664,7 +664,7 @@ class Orderflowd:
                 "shutdown_timeout": "5s",
                 "client_timeout": "30s",
             },
-            "log": {"level": "info"},
+            "log": {"level": os.environ.get("OF_LOG_LEVEL", "info")},
             "postgres": {
                 "conninfo": pg.conninfo(dbname),
                 "pool_size": 2,

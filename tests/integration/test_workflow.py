@@ -1,23 +1,45 @@
 # The workflow engine against the real servers and the fake TikTok Shop
-# server: a synced order runs its workflow to ready_to_ship with its stock
-# reserved, waits for stock, holds, cancels with compensation, manual
-# actions, rules, definitions, crash and two daemons on one database.
+# server (real HTTPS, real signing): a synced order runs its workflow to
+# ready_to_ship with its stock reserved, waits for stock and resumes when
+# stock comes, retries a failing step and fails it into the inbox, takes
+# manual actions, holds while TikTok holds the order, releases the stock
+# when TikTok cancels, stops at the buyer's cancellation request, follows
+# the creator's rules and definitions.  Crash and concurrency: test_wf_crash.py.
 #
 # Runs under Debian's /usr/bin/python3 (see tests/run-checks.sh).
 
 import json
+import os
 import time
 
-import pytest
-
 import ofharness
-from test_sync import certs, fake, hook, line, sql, synced, wait_sql  # noqa: F401
+from ofcheck import assert_error, metric_value, parse_metrics
+from test_api import SECRET, auth
+from test_sync import ADMIN, certs, fake, hook, line, seed_shop, sql, wait_sql  # noqa: F401
 
 SKU_A, SKU_B = "SKU-A", "SKU-B"
 
 
+def engine(make_daemon, fake, certs, start=True, workers=2, overrides=None, **kw):
+    """A daemon with the fake TikTok, a shop, a creator who can sign in."""
+    conf = {"tiktok": {"api_base": fake.url, "ca_file": os.path.join(certs, "ca.pem"),
+                       "retry_base": "100ms", "retry_max": "400ms", "claim_interval": "300ms"},
+            "admin": {"token": ADMIN}, "auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "0"},
+            "workflow": {"claim_interval": "200ms", "retry_base": "100ms", "retry_max": "300ms",
+                         "stock_recheck": "1s"},
+            "inventory": {"retry_base": "100ms", "retry_max": "300ms"}}
+    for k, v in (overrides or {}).items():
+        conf.setdefault(k, {}).update(v)
+    d = make_daemon(overrides=conf, workers=workers, **kw)
+    d.migrate()
+    seed_shop(d)
+    if start:
+        d.start(migrate=False)
+    return d
+
+
 def creator(d):
-    return sql(d, "SELECT id::text FROM creators LIMIT 1")[0][0]
+    return sql(d, "SELECT id::text FROM creators ORDER BY created_at LIMIT 1")[0][0]
 
 
 def stock(d, sku, on_hand):
@@ -25,17 +47,18 @@ def stock(d, sku, on_hand):
            "ON CONFLICT (user_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand", (sku, on_hand))
 
 
-def order(fake, oid, lines, status="AWAITING_SHIPMENT", **kw):
-    doc = {"id": oid, "status": status, "update_time": int(time.time()), "line_items": lines}
+def order(fake, oid, lines, status="AWAITING_SHIPMENT", update=None, **kw):
+    doc = {"id": oid, "status": status, "update_time": update or int(time.time()),
+           "line_items": lines}
     doc.update(kw)
     fake.seed(doc)
 
 
 def wf(d, oid):
     rows = sql(d, "SELECT w.workflow_status::text, w.current_step, coalesce(w.wait_kind, ''),"
-                  " o.workflow_status::text, w.version FROM order_workflows w JOIN orders o"
-                  " ON o.id = w.order_id WHERE o.tiktok_order_id = %s ORDER BY w.created_at DESC"
-                  " LIMIT 1", (oid,))
+                  " o.workflow_status::text, w.version, w.id::text FROM order_workflows w"
+                  " JOIN orders o ON o.id = w.order_id WHERE o.tiktok_order_id = %s"
+                  " ORDER BY w.created_at DESC LIMIT 1", (oid,))
     return rows[0] if rows else None
 
 
@@ -53,26 +76,316 @@ def wait_wf(d, oid, want, timeout=20):
     return last[0]
 
 
-def reserved(d, sku):
+def stock_of(d, sku):
     return sql(d, "SELECT on_hand, reserved FROM inventory_items WHERE sku = %s", (sku,))[0]
+
+
+def history(d, oid):
+    return json.loads(sql(d, "SELECT w.step_history::text FROM order_workflows w JOIN orders o"
+                             " ON o.id = w.order_id WHERE o.tiktok_order_id = %s"
+                             " ORDER BY w.created_at DESC LIMIT 1", (oid,))[0][0])
+
+
+def api(d, method, path, body=None, headers=None, who=None):
+    h = auth(who or creator(d))
+    if body is not None:
+        h["Content-Type"] = "application/json"
+        body = json.dumps(body).encode()
+    h.update(headers or {})
+    return d.request(method, path, body=body, headers=h)
+
+
+def act(d, oid, action, version=None, reason=None):
+    body = {"action": action}
+    if reason is not None:
+        body["reason"] = reason
+    return api(d, "POST", "/api/orders/%s/workflow/actions" % oid, body,
+               {"If-Match": '"%d"' % version} if version else None)
 
 
 def test_new_order_runs_to_ready_to_ship_with_stock_reserved(make_daemon, fake, certs):
     order(fake, "7001", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00"),
                          line("l3", SKU_B, "2.00")])
-    d = synced(make_daemon, fake, certs, start=False)
+    d = engine(make_daemon, fake, certs, start=False)
     stock(d, "S-" + SKU_A, 10)
     stock(d, "S-" + SKU_B, 1)
     d.start(migrate=False)
     hook(d, "7001", "w1")
     got = wait_wf(d, "7001", ("waiting", "ready_to_ship", "shipment", "ready_to_ship"))
-    assert reserved(d, "S-" + SKU_A) == (10, 2) and reserved(d, "S-" + SKU_B) == (1, 1)
+    assert stock_of(d, "S-" + SKU_A) == (10, 2) and stock_of(d, "S-" + SKU_B) == (1, 1)
     # processing once the stock is reserved (the state machine allows confirmed -> processing)
     assert sql(d, "SELECT order_status::text FROM orders") == [("processing",)]
-    hist = json.loads(sql(d, "SELECT step_history::text FROM order_workflows")[0][0])
-    steps = [(h["outcome"], h.get("action"), h.get("to")) for h in hist]
+    steps = [(h["outcome"], h.get("action"), h.get("to")) for h in history(d, "7001")]
     assert steps == [("validate", "validate_order", None), ("transition", None, "validated"),
                      ("done", "reserve_stock", None), ("transition", None, "inventory_reserved"),
                      ("transition", None, "ready_to_ship"), ("wait", "await_shipment", None)], steps
-    assert all("ms" in h and "at" in h for h in hist)
+    assert all("ms" in h and "at" in h and "started_at" in h for h in history(d, "7001"))
+    assert sql(d, "SELECT count(*), sum(quantity) FROM inventory_reservations"
+                  " WHERE status = 'active'") == [(2, 3)]
+    assert sql(d, "SELECT compensate FROM order_workflows") == [(["release_stock"],)]
     assert got[4] >= 2
+    m = parse_metrics(d.get("/metrics").text)
+    assert metric_value(m, "orderflow_workflow_started_total") == 1
+    assert metric_value(m, "orderflow_workflow_reservations_total") == 1
+    assert metric_value(m, "orderflow_workflow_waits_total", kind="shipment") == 1
+    # The order's detail shows the run.
+    doc = api(d, "GET", "/api/orders/7001").json()["order"]
+    assert doc["workflow"]["current_step"] == "ready_to_ship"
+    assert doc["workflow"]["workflow_status"] == "waiting"
+
+
+def test_no_stock_waits_then_stock_added_resumes(make_daemon, fake, certs):
+    order(fake, "7101", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 1)
+    d.start(migrate=False)
+    hook(d, "7101", "s1")
+    wait_wf(d, "7101", ("waiting", "validated", "stock", "validated"))
+    assert stock_of(d, "S-" + SKU_A) == (1, 0)      # all or nothing: not one of two units
+    inbox = api(d, "GET", "/api/workflows").json()["workflows"]
+    assert [(w["tiktok_order_id"], w["status"], w["wait_kind"]) for w in inbox] == \
+        [("7101", "waiting", "stock")]
+    assert set(inbox[0]["allowed_actions"]) == {"skip", "cancel", "pause"}
+    r = api(d, "PUT", "/api/inventory/S-" + SKU_A, {"on_hand": 5})
+    assert r.status == 200, r
+    wait_wf(d, "7101", ("waiting", "ready_to_ship", "shipment"))
+    assert stock_of(d, "S-" + SKU_A) == (5, 2)
+    m = parse_metrics(d.get("/metrics").text)
+    assert metric_value(m, "orderflow_workflow_backorders_total") >= 1
+
+
+def test_transient_fault_retried_then_exhausted_fails_then_manual_retry(make_daemon, fake,
+                                                                         certs):
+    order(fake, "7201", [line("l1", SKU_A, "5.00")])
+    order(fake, "7202", [line("l1", SKU_B, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 3)
+    stock(d, "S-" + SKU_B, 3)
+    # A fault in the stock row's writes: the first one for SKU A, every one for SKU B.
+    sql(d, "CREATE SEQUENCE fault_a")
+    sql(d, """CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN
+                IF NEW.sku = 'S-SKU-A' AND nextval('fault_a') = 1 THEN
+                    RAISE EXCEPTION 'injected fault (once)'; END IF;
+                IF NEW.sku = 'S-SKU-B' AND NEW.reserved > OLD.reserved THEN
+                    RAISE EXCEPTION 'injected fault (always)'; END IF;
+                RETURN NEW;
+              END $$""")
+    sql(d, "CREATE TRIGGER fault BEFORE UPDATE ON inventory_items FOR EACH ROW EXECUTE FUNCTION fault()")
+    d.start(migrate=False)
+    hook(d, "7201", "f1")
+    wait_wf(d, "7201", ("waiting", "ready_to_ship"))
+    assert [h["outcome"] for h in history(d, "7201") if h.get("action") == "reserve_stock"] == \
+        ["retry", "done"]
+    hook(d, "7202", "f2")
+    got = wait_wf(d, "7202", ("failed", "validated", "", "validated"))
+    failed = [h for h in history(d, "7202") if h["outcome"] == "failed"]
+    assert len(failed) == 1 and "injected fault (always)" in failed[0]["error"], failed
+    assert failed[0]["attempt"] == 2                  # inventory.retry_attempts
+    inbox = api(d, "GET", "/api/workflows?status=failed").json()["workflows"]
+    assert [w["tiktok_order_id"] for w in inbox] == ["7202"]
+    assert "injected fault" in inbox[0]["reason"]
+    assert set(inbox[0]["allowed_actions"]) == {"retry", "skip", "cancel"}
+    # Not allowed now: 409 with what is.
+    r = act(d, "7202", "resume")
+    assert_error(r, 409, "action_not_allowed")
+    assert "retry" in r.json()["error"]["message"]
+    # A stale version: 412.
+    assert_error(act(d, "7202", "retry", version=got[4] + 5), 412, "version_mismatch")
+    sql(d, "DROP TRIGGER fault ON inventory_items")
+    r = act(d, "7202", "retry", version=got[4])
+    assert r.status == 200, r
+    assert r.json()["workflow"]["version"] > got[4]
+    wait_wf(d, "7202", ("waiting", "ready_to_ship"))
+    assert stock_of(d, "S-" + SKU_B) == (3, 1)
+    assert sql(d, "SELECT count(*) FROM audit_log WHERE action = 'workflow.manual'") == [(1,)]
+
+
+def test_skip_pause_resume_and_cancel_by_hand(make_daemon, fake, certs):
+    order(fake, "7301", [line("l1", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 0)
+    d.start(migrate=False)
+    hook(d, "7301", "p1")
+    got = wait_wf(d, "7301", ("waiting", "validated", "stock"))
+    assert act(d, "7301", "pause", version=got[4]).status == 200
+    got = wait_wf(d, "7301", ("paused", "validated"))
+    assert_error(act(d, "7301", "skip"), 409, "action_not_allowed")
+    assert act(d, "7301", "resume").status == 200
+    wait_wf(d, "7301", ("waiting", "validated", "stock"))
+    # Skip the reservation: ship without stock, the creator's call.
+    r = act(d, "7301", "skip", reason="ship from the other warehouse")
+    assert r.status == 200, r
+    wait_wf(d, "7301", ("waiting", "ready_to_ship", "shipment"))
+    assert stock_of(d, "S-" + SKU_A) == (0, 0)
+    # Skip the shipment wait too (no shipping integration yet): shipped, then delivery.
+    assert act(d, "7301", "skip").status == 200
+    wait_wf(d, "7301", ("waiting", "shipped", "delivery", "shipped"))
+    assert act(d, "7301", "cancel").status == 200
+    wait_wf(d, "7301", ("cancelled", "shipped"))
+    assert_error(act(d, "7301", "retry"), 404, "not_found")
+
+
+def test_manual_review_waits_for_approval(make_daemon, fake, certs):
+    order(fake, "7401", [line("l1", SKU_A, "500.00")])
+    order(fake, "7402", [line("l1", SKU_A, "5.00")])
+    order(fake, "7403", [line("l1", SKU_A, "600.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 5)
+    d.start(migrate=False)
+    rules = {"rules": [{"name": "big orders", "priority": 10, "workflow": "manual_review",
+                        "if": {"field": "total_amount", "op": "gt", "value": 100}}]}
+    r = api(d, "PUT", "/api/workflows/rules", rules)
+    assert r.status == 200 and r.json()["version"] == 1, r
+    hook(d, "7401", "m1")
+    hook(d, "7402", "m2")
+    hook(d, "7403", "m3")
+    wait_wf(d, "7401", ("waiting", "awaiting_approval", "approval", "validated"))
+    wait_wf(d, "7402", ("waiting", "ready_to_ship"))
+    wait_wf(d, "7403", ("waiting", "awaiting_approval", "approval"))
+    assert stock_of(d, "S-" + SKU_A) == (5, 1)       # only the small order reserved
+    assert act(d, "7401", "approve").status == 200
+    wait_wf(d, "7401", ("waiting", "ready_to_ship"))
+    assert act(d, "7403", "reject", reason="looks like fraud").status == 200
+    wait_wf(d, "7403", ("failed", "rejected", "", "failed"))
+    assert stock_of(d, "S-" + SKU_A) == (5, 2)
+    names = sql(d, "SELECT o.tiktok_order_id, w.workflow_name FROM order_workflows w JOIN orders o"
+                   " ON o.id = w.order_id ORDER BY 1")
+    assert names == [("7401", "manual_review"), ("7402", "standard_fulfillment"),
+                     ("7403", "manual_review")]
+
+
+def test_tiktok_cancel_after_reservation_releases_stock(make_daemon, fake, certs):
+    t = int(time.time())
+    order(fake, "7501", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00")], update=t)
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 4)
+    d.start(migrate=False)
+    hook(d, "7501", "c1")
+    wait_wf(d, "7501", ("waiting", "ready_to_ship"))
+    assert stock_of(d, "S-" + SKU_A) == (4, 2)
+    order(fake, "7501", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00")],
+          status="CANCELLED", update=t + 30)
+    hook(d, "7501", "c2", status="CANCEL", kind=11, update=t + 30)
+    wait_wf(d, "7501", ("cancelled", "ready_to_ship", "", "cancelled"))
+    assert stock_of(d, "S-" + SKU_A) == (4, 0)
+    assert sql(d, "SELECT status FROM inventory_reservations") == [("released",)]
+    outcomes = [h["outcome"] for h in history(d, "7501")]
+    assert outcomes[-2:] == ["cancel", "compensated"], outcomes
+    assert sql(d, "SELECT compensate FROM order_workflows") == [([],)]
+
+
+def test_on_hold_waits_then_resumes_by_itself(make_daemon, fake, certs):
+    t = int(time.time())
+    order(fake, "7601", [line("l1", SKU_A, "5.00")], status="ON_HOLD", update=t)
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 2)
+    d.start(migrate=False)
+    hook(d, "7601", "h1", status="ON_HOLD")
+    wait_wf(d, "7601", ("waiting", "new", "tiktok_hold", "new"))
+    assert stock_of(d, "S-" + SKU_A) == (2, 0)      # nothing reserved while held
+    order(fake, "7601", [line("l1", SKU_A, "5.00")], update=t + 10)
+    hook(d, "7601", "h2", update=t + 10)
+    wait_wf(d, "7601", ("waiting", "ready_to_ship"))
+    assert stock_of(d, "S-" + SKU_A) == (2, 1)
+
+
+def test_buyer_cancel_request_stops_at_a_decision(make_daemon, fake, certs):
+    t = int(time.time())
+    for oid in ("7701", "7702"):
+        order(fake, oid, [line("l1", SKU_A, "5.00")], update=t)
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 5)
+    d.start(migrate=False)
+    for oid in ("7701", "7702"):
+        hook(d, oid, "b" + oid)
+        wait_wf(d, oid, ("waiting", "ready_to_ship"))
+        order(fake, oid, [line("l1", SKU_A, "5.00")], update=t + 20, is_buyer_request_cancel=True)
+        hook(d, oid, "bc" + oid, update=t + 20)
+        wait_wf(d, oid, ("waiting", "ready_to_ship", "cancel_decision"))
+    inbox = api(d, "GET", "/api/workflows?status=waiting").json()["workflows"]
+    assert {w["tiktok_order_id"]: set(w["allowed_actions"]) for w in inbox} == \
+        {"7701": {"approve", "reject"}, "7702": {"approve", "reject"}}
+    assert stock_of(d, "S-" + SKU_A) == (5, 2)
+    assert act(d, "7701", "approve").status == 200   # accept the cancellation
+    wait_wf(d, "7701", ("cancelled",))
+    assert act(d, "7702", "reject").status == 200    # decline it: go on
+    wait_wf(d, "7702", ("waiting", "ready_to_ship", "shipment"))
+    assert stock_of(d, "S-" + SKU_A) == (5, 1)
+
+
+def test_definitions_validated_stored_versioned_and_used(make_daemon, fake, certs):
+    order(fake, "7801", [line("l1", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    d.start(migrate=False)
+    bad = [({"states": {"new": {"entry": ["teleport"], "on": {}}}}, "$.states.new.entry[0]"),
+           ({"states": {"new": {"entry": ["validate_order"],
+                                "on": {"validate": {"target": "nowhere"}, "reject": {"target": "failed"}}},
+                        "failed": {}}}, "$.states.new.on.validate.target"),
+           ({"states": {"new": {"on": {"done": {"target": "completed"}}}, "completed": {},
+                        "orphan": {"workflow_status": "validated", "on": {"done": {"target": "completed"}}}}},
+            "$.states.orphan"),
+           ({"states": {"new": {"on": {"done": {"target": "new"}}}}}, "$.states"),
+           ({"states": {"new": {"on": {"done": {"target": "completed",
+                                                "if": {"field": "weight", "op": "gt", "value": 1}}}},
+                        "completed": {}}}, "$.states.new.on.done.if.field")]
+    for doc, path in bad:
+        r = api(d, "PUT", "/api/workflows/definitions/quick", doc)
+        assert_error(r, 400, "invalid_definition")
+        assert r.json()["error"]["message"].startswith(path + ":"), (path, r.json())
+    quick = {"description": "validate, reserve, done",
+             "states": {"new": {"entry": ["validate_order"],
+                                "on": {"validate": {"target": "validated"}, "reject": {"target": "failed"}}},
+                        "validated": {"entry": ["reserve_stock"], "on": {"done": {"target": "completed"}}},
+                        "completed": {}, "failed": {}}}
+    r = api(d, "PUT", "/api/workflows/definitions/quick", quick, {"If-Match": "0"})
+    assert r.status == 200 and r.json()["version"] == 1, r
+    assert_error(api(d, "PUT", "/api/workflows/definitions/quick", quick, {"If-Match": '"0"'}),
+                 412, "version_mismatch")
+    assert api(d, "PUT", "/api/workflows/definitions/quick", quick,
+               {"If-Match": '"1"'}).json()["version"] == 2
+    got = api(d, "GET", "/api/workflows/definitions/quick").json()
+    assert got["version"] == 2 and got["definition"] == quick
+    assert api(d, "GET", "/api/workflows/definitions/quick?version=1").json()["version"] == 1
+    names = {x["name"]: x for x in api(d, "GET", "/api/workflows/definitions").json()["definitions"]}
+    assert set(names) == {"quick", "standard_fulfillment", "manual_review", "digital"}
+    assert names["quick"]["version"] == 2 and names["digital"]["builtin"] is True
+    assert api(d, "GET", "/api/workflows/definitions/digital").json()["builtin"] is True
+    assert_error(api(d, "PUT", "/api/workflows/rules", {"rules": [{"name": "x", "workflow": "nope"}]}),
+                 400, "invalid_rules")
+    rules = {"rules": [{"name": "all", "workflow": "quick"}]}
+    assert api(d, "PUT", "/api/workflows/rules", rules).status == 200
+    assert_error(api(d, "PUT", "/api/workflows/rules", rules, {"If-Match": '"7"'}), 412,
+                 "version_mismatch")
+    hook(d, "7801", "d1")
+    wait_wf(d, "7801", ("completed", "completed", "", "completed"))
+    assert sql(d, "SELECT workflow_name, definition_version FROM order_workflows") == [("quick", 2)]
+    # The stored definition is immutable.
+    assert sql(d, "SELECT count(*) FROM workflow_definitions") == [(2,)]
+
+
+def test_concurrent_orders_for_little_stock_never_oversell(make_daemon, fake, certs):
+    ids = ["79%03d" % i for i in range(200)]
+    for oid in ids:
+        order(fake, oid, [line("l1", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 50)
+    d.start(migrate=False)
+    import threading
+
+    def send(chunk):
+        for oid in chunk:
+            hook(d, oid, "v" + oid)
+    threads = [threading.Thread(target=send, args=(ids[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_sql(d, "SELECT count(*) FROM order_workflows WHERE workflow_status = 'waiting'", 200,
+             timeout=60)
+    assert stock_of(d, "S-" + SKU_A) == (50, 50)
+    counts = dict(sql(d, "SELECT current_step, count(*) FROM order_workflows GROUP BY 1"))
+    assert counts == {"ready_to_ship": 50, "validated": 150}, counts
+    assert sql(d, "SELECT count(*) FROM inventory_reservations WHERE status = 'active'") == [(50,)]
+    waiting = sql(d, "SELECT count(*) FROM order_workflows WHERE wait_kind = 'stock'")
+    assert waiting == [(150,)]
