@@ -322,6 +322,8 @@ $$;
 --   then         the run's next state (below); for "reserve", one per
 --                outcome instead: ok, nostock, untracked
 --   audit        {"action", "actor", "after"}: an audit_log row (manual actions)
+--   name, def_version   the workflow the rules chose for a run the sync
+--                started unnamed (sql/007's apply statement inserts it)
 -- A next state: step, action, status, wait (or null), due_ms (retry_after =
 -- now() + due_ms; null: not due), attempt, seq, hist (step_history entries
 -- to append), error (last_error; null clears), errors_add, wf_status
@@ -419,7 +421,8 @@ BEGIN
 
     -- Pass 3: each run's next state.
     FOR it IN SELECT x.*, row_number() OVER (ORDER BY x.n) AS k FROM jsonb_to_recordset(p_items)
-        AS x(n integer, "order" uuid, "user" uuid, effect text, "then" jsonb, audit jsonb)
+        AS x(n integer, "order" uuid, "user" uuid, effect text, "then" jsonb, audit jsonb,
+        name text, def_version integer)
     LOOP
         n := it.n;
         wf_id := ids[it.k];
@@ -445,6 +448,8 @@ BEGIN
                 - (h.e ->> 'started_ms')::bigint)) ORDER BY h.k), '[]')
         INTO hist FROM jsonb_array_elements(coalesce(t -> 'hist', '[]')) WITH ORDINALITY AS h(e, k);
         UPDATE order_workflows w SET
+            workflow_name = coalesce(it.name, w.workflow_name),
+            definition_version = coalesce(it.def_version, w.definition_version),
             current_step = t ->> 'step',
             action_index = (t ->> 'action')::integer,
             workflow_status = (t ->> 'status')::workflow_execution_status,

@@ -75,6 +75,7 @@ struct wf_run {
 	char		creator[37];	/* orders.user_id */
 	char		tiktok_id[65];	/* the owner's key */
 	struct wf_def	*def;		/* holds a reference */
+	bool		named;		/* the row records def (a run the sync started has none yet) */
 	int		state;		/* current state index */
 	int		action;		/* next entry action of the state */
 	int		status;		/* enum wf_status */

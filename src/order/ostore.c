@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "orderflow/apply.h"
+#include "orderflow/config.h"
 #include "orderflow/log.h"
 #include "orderflow/order.h"
 #include "orderflow/ostore.h"
@@ -202,7 +203,7 @@ static const char ostore_apply_sql[] =
     "  sync_status = 'synced', version = o.version + 1"
     "  WHERE o.tiktok_update_time IS NULL OR o.tiktok_update_time < EXCLUDED.tiktok_update_time"
     "  RETURNING o.id, o.user_id, o.tiktok_order_id, o.order_status, o.tiktok_status,"
-    "  o.is_on_hold, o.buyer_request_cancel),"
+    "  o.is_on_hold, o.buyer_request_cancel, coalesce(o.rts_sla_time, o.shipping_due_time) AS due),"
     " it AS (INSERT INTO order_items AS i (order_id, user_id, tiktok_product_id, sku_id,"
     "  seller_sku, product_name, product_sku, variant_name, quantity, unit_price, total_price,"
     "  tiktok_line_item_ids)"
@@ -243,6 +244,19 @@ static const char ostore_apply_sql[] =
     "  OR p.buyer_request_cancel IS DISTINCT FROM up.buyer_request_cancel)"
     "  AND (w.workflow_status IN ('running', 'waiting')"
     "  OR up.tiktok_status IN ('CANCELLED', 'CANCEL')) RETURNING 1),"
+    /*
+     * A new order that is not shipped or cancelled yet gets its workflow
+     * run in this transaction, still unnamed (the engine picks it by the
+     * creator's rules) and leased to this process: if it dies before the
+     * engine's first commit, the run is there for the sweep.
+     */
+    " st AS (INSERT INTO order_workflows (order_id, user_id, tiktok_order_id, workflow_name,"
+    "  current_step, workflow_status, deadline_at, retry_after, lease_owner, lease_until)"
+    "  SELECT up.id, up.user_id, up.tiktok_order_id, '', '', 'running', up.due, now(), $4,"
+    "  now() + $5::bigint * interval '1 millisecond' FROM up LEFT JOIN prev p"
+    "  USING (tiktok_order_id) WHERE p.id IS NULL"
+    "  AND up.tiktok_status IN ('UNPAID', 'ON_HOLD', 'AWAITING_SHIPMENT')"
+    "  ON CONFLICT DO NOTHING RETURNING 1),"
     " ev AS (UPDATE webhook_events SET processed_at = now(), lease_owner = NULL,"
     "  lease_until = NULL, last_error = NULL, attempts = attempts + 1"
     "  WHERE id = ANY ($3::bigint[]) RETURNING 1)"
@@ -336,11 +350,13 @@ ostore_apply(struct worker *w, const char *shop_id, json_t *records, const char 
 {
 	struct ostore_apply_call *c = xmalloc(sizeof(*c));
 	char *json = json_dumps(records, JSON_COMPACT);
-	const char *params[3] = { shop_id, json, event_ids };
+	char lease[24];
+	const char *params[5] = { shop_id, json, event_ids, w->set->instance, lease };
 	struct pg_batch *b = pg_batch_new(ostore_apply_on_done, c);
 
+	snprintf(lease, sizeof(lease), "%lld", (long long)w->cfg->workflow.lease);
 	*c = (struct ostore_apply_call){ w, json_incref(records), cb, arg };
-	pg_batch_add(b, true, "ostore_apply", 3, params);
+	pg_batch_add(b, true, "ostore_apply", 5, params);
 	free(json);
 	if (pg_submit(w->pg, b) != PG_OK) {
 		json_decref(records);

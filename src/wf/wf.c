@@ -58,7 +58,8 @@ enum wf_phase {
 	WF_JOB_READY,		/* in the ready heap */
 	WF_JOB_QUEUED,		/* commit waiting for the writer */
 	WF_JOB_SENT,		/* commit in flight */
-	WF_JOB_TIMER,		/* retry on the wheel */
+	WF_JOB_TIMER,		/* retry on the wheel (or idle, off every list) */
+	WF_JOB_CHOOSING,	/* waiting for its creator's rules to choose its workflow */
 };
 
 /* A manual action or workflow request waiting for its run. */
@@ -155,6 +156,10 @@ struct wf {
 	json_t		*load_wf;	/* wf ids to load */
 	json_t		*load_order;	/* order ids to load */
 	struct smap	*waiting_reqs;	/* order id -> struct wf_req_list * (for a load) */
+	struct wf_job	**choosing;	/* CHOOSING jobs */
+	int		nchoosing, choosecap;
+	bool		choosing_out;	/* their creators' rules are being read */
+	int64_t		choosing_at;	/* when that read was sent (monotonic ms) */
 	struct wf_begin	*begins;	/* starts to read */
 	int		nbegins, begincap;
 	struct smap	*creators;	/* creator id -> struct wf_creator */
@@ -577,24 +582,35 @@ wf_row_def(struct wf *wf, PGresult *r, int i)
 	return d;
 }
 
-/* Fill a run from a loaded row; false when its definition is gone. */
+/*
+ * Fill a run from a loaded row; false when its definition is gone.  A run
+ * the sync started has no workflow yet (name ''): its def stays NULL until
+ * the creator's rules choose one (wf_choosing).
+ */
 static bool
 wf_row_run(struct wf *wf, struct wf_run *run, PGresult *r, int i)
 {
-	struct wf_def *d = wf_row_def(wf, r, i);
+	bool unnamed = PQgetvalue(r, i, WF_L_NAME)[0] == '\0';
+	struct wf_def *d = unnamed ? NULL : wf_row_def(wf, r, i);
 	json_t *comp;
 	size_t k;
 
-	if (d == NULL)
+	if (d == NULL && !unnamed)
 		return false;
 	wf_step_clear(run);
-	wf_step_init(run, d);
+	if (d != NULL) {
+		wf_step_init(run, d);
+		run->named = true;
+	} else {
+		memset(run, 0, sizeof(*run));
+		run->end_status = run->paused_from = -1;
+	}
 	snprintf(run->id, sizeof(run->id), "%s", PQgetvalue(r, i, WF_L_ID));
 	snprintf(run->order_id, sizeof(run->order_id), "%s", PQgetvalue(r, i, WF_L_ORDER));
 	snprintf(run->creator, sizeof(run->creator), "%s", PQgetvalue(r, i, WF_L_USER));
 	snprintf(run->tiktok_id, sizeof(run->tiktok_id), "%s", PQgetvalue(r, i, WF_L_TIKTOK));
-	run->state = wf_def_state(d, PQgetvalue(r, i, WF_L_STEP));
-	if (run->state < 0)
+	run->state = d != NULL ? wf_def_state(d, PQgetvalue(r, i, WF_L_STEP)) : -1;
+	if (d != NULL && run->state < 0)
 		run->state = d->initial;
 	run->action = atoi(PQgetvalue(r, i, WF_L_ACTION));
 	run->status = wf_status_parse(PQgetvalue(r, i, WF_L_STATUS));
@@ -624,6 +640,8 @@ wf_row_run(struct wf *wf, struct wf_run *run, PGresult *r, int i)
 	return run->status >= 0;
 }
 
+static void wf_choose_job(struct wf_job *j);
+
 static void wf_req_run(struct wf_job *j, struct wf_req *q);
 
 /* One load in flight: the requests that wait for its rows. */
@@ -641,7 +659,8 @@ wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
 	struct wf_req *q;
 	bool mine = PQgetvalue(r, i, WF_L_MINE)[0] == 't';
 
-	if (!mine || (j != NULL && (j->phase == WF_JOB_QUEUED || j->phase == WF_JOB_SENT))) {
+	if (!mine || (j != NULL && (j->phase == WF_JOB_QUEUED || j->phase == WF_JOB_SENT ||
+	    j->phase == WF_JOB_CHOOSING))) {
 		/* Another process runs it, or our own commit is out: theirs to finish. */
 		while (reqs != NULL && (q = TAILQ_FIRST(reqs)) != NULL) {
 			TAILQ_REMOVE(reqs, q, entry);
@@ -675,7 +694,10 @@ wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
 	}
 	free(reqs);
 	j->phase = WF_JOB_TIMER;	/* idle, off every list */
-	wf_job_idle(j);
+	if (j->run.def == NULL)
+		wf_choose_job(j);
+	else
+		wf_job_idle(j);
 }
 
 /* Answer the requests of a load that found no live run (or failed). */
@@ -831,6 +853,120 @@ wf_choose(struct wf *wf, const char *creator, json_t *facts, const char *name)
 	return wf_def_builtin("standard_fulfillment");
 }
 
+/* ---- runs the sync started: the creator's rules choose the workflow ---------- */
+
+/* "{a,b}": ids as a PostgreSQL uuid[] literal. */
+static void
+wf_id_list(struct evbuffer *buf, const char *id, bool *first)
+{
+	evbuffer_add_printf(buf, "%s%s", *first ? "" : ",", id);
+	*first = false;
+}
+
+/* Give j its definition, chosen by its creator's rules (now in the cache). */
+static void
+wf_chosen(struct wf_job *j)
+{
+	struct wf_def *d = wf_choose(j->wf, j->run.creator, j->run.facts, NULL);
+
+	j->run.def = wf_def_ref(d);
+	j->run.state = d->initial;
+	j->phase = WF_JOB_TIMER;
+	wf_job_idle(j);
+}
+
+static void
+wf_choose_job(struct wf_job *j)
+{
+	struct wf *wf = j->wf;
+
+	if (wf_creator_fresh(wf, j->run.creator)) {
+		wf_chosen(j);
+		return;
+	}
+	if (wf->nchoosing == wf->choosecap) {
+		wf->choosecap = wf->choosecap ? wf->choosecap * 2 : 64;
+		wf->choosing = xrealloc(wf->choosing, (size_t)wf->choosecap * sizeof(*wf->choosing));
+	}
+	j->phase = WF_JOB_CHOOSING;
+	wf->choosing[wf->nchoosing++] = j;
+	wf_kick(wf);
+}
+
+/*
+ * The CHOOSING jobs whose creator is in the cache get their workflow; the
+ * others wait for the next read, or (failed: true) get the default now.
+ */
+static void
+wf_choose_all(struct wf *wf, bool failed)
+{
+	struct wf_job **js = wf->choosing;
+	int n = wf->nchoosing;
+
+	wf->choosing = NULL;
+	wf->nchoosing = wf->choosecap = 0;
+	for (int i = 0; i < n; i++) {
+		struct wf_creator *c = smap_get(wf->creators, js[i]->run.creator);
+
+		if (failed || (c != NULL && c->at_ms >= wf->choosing_at))
+			wf_chosen(js[i]);
+		else
+			wf_choose_job(js[i]);
+	}
+	free(js);
+}
+
+static void
+wf_on_choose(struct pg_batch *b, void *arg)
+{
+	struct wf *wf = arg;
+	PGresult *r = pg_batch_result(b, 0);
+	wf->choosing_out = false;
+	if (wf->closing)
+		return;
+	if (pg_batch_error(b) == NULL && r != NULL && PQnfields(r) == 3) {
+		for (int i = 0; i < PQntuples(r); i++)
+			wf_creator_store(wf, r, i);
+		wf_choose_all(wf, false);
+	} else {
+		log_warn("workflow rules cannot be read; the default applies for now", "error=%s",
+		    log_quote(pg_batch_error(b)));
+		wf_choose_all(wf, true);
+	}
+}
+
+/* Read the rules of the creators the CHOOSING jobs wait for. */
+static void
+wf_flush_choosing(struct wf *wf)
+{
+	struct evbuffer *ids;
+	struct pg_batch *b;
+	bool first = true;
+
+	if (wf->nchoosing == 0 || wf->choosing_out)
+		return;
+	ids = evbuffer_new();
+	evbuffer_add(ids, "{", 1);
+	for (int i = 0; i < wf->nchoosing; i++) {
+		bool seen = false;
+
+		for (int k = 0; k < i; k++)
+			seen |= strcmp(wf->choosing[k]->run.creator, wf->choosing[i]->run.creator) == 0;
+		if (!seen)
+			wf_id_list(ids, wf->choosing[i]->run.creator, &first);
+	}
+	evbuffer_add(ids, "}", 2);
+	b = pg_batch_new(wf_on_choose, wf);
+	pg_batch_add(b, true, "wf_creators", 1, (const char *[]){
+	    (const char *)evbuffer_pullup(ids, -1) });
+	evbuffer_free(ids);
+	wf->choosing_at = (int64_t)worker_now_ms();
+	if (pg_submit(wf->w->pg, b) == PG_OK)
+		wf->choosing_out = true;
+	else
+		wf_choose_all(wf, true);
+}
+
 /* ---- starts ------------------------------------------------------------------------ */
 
 static void
@@ -931,14 +1067,6 @@ wf_on_begin(struct pg_batch *b, void *arg)
 			    ok ? "no such order" : "the workflow cannot be started now", NULL);
 	free(bg->begins);
 	free(bg);
-}
-
-/* "{a,b}": ids as a PostgreSQL uuid[] literal. */
-static void
-wf_id_list(struct evbuffer *buf, const char *id, bool *first)
-{
-	evbuffer_add_printf(buf, "%s%s", *first ? "" : ",", id);
-	*first = false;
 }
 
 static void
@@ -1169,7 +1297,7 @@ wf_committed(struct wf *wf, struct wf_job *j, PGresult *r, int i)
 	const char *verdict = PQgetvalue(r, i, 2), *outcome = PQgetisnull(r, i, 3) ? NULL :
 	    PQgetvalue(r, i, 3);
 	json_t *item = j->item, *t;
-	bool is_new = j->run.id[0] == '\0';
+	bool is_new = j->run.id[0] == '\0' || !j->run.named;
 	struct order_change ch = { .kind = ORDER_CHANGE_WORKFLOW, .order_status = -1 };
 
 	j->item = NULL;
@@ -1186,7 +1314,7 @@ wf_committed(struct wf *wf, struct wf_job *j, PGresult *r, int i)
 		wf_job_free(j);
 		return;
 	}
-	if (is_new)
+	if (j->run.id[0] == '\0')
 		snprintf(j->run.id, sizeof(j->run.id), "%s", PQgetvalue(r, i, 1));
 	if (json_object_get(item, "effect") != NULL &&
 	    strcmp(json_string_value(json_object_get(item, "effect")), "reserve") == 0) {
@@ -1538,12 +1666,13 @@ wf_order_changed(struct worker *w, const struct order_change *c)
 	if (c->kind == ORDER_CHANGE_CREATED) {
 		/* Orders first seen shipped, delivered or cancelled get no workflow. */
 		if (order_tiktok_before_shipping(c->tiktok_status))
-			wf_want_start(wf, c->id, c->creator, NULL);
+			wf_want_load(wf, c->id, NULL);
 		return;
 	}
 	if ((j = smap_get(wf->jobs, c->id)) != NULL) {
 		/* Its facts are stale: read the run and the order again before going on. */
-		if (j->phase == WF_JOB_QUEUED || j->phase == WF_JOB_SENT) {
+		if (j->phase == WF_JOB_QUEUED || j->phase == WF_JOB_SENT ||
+		    j->phase == WF_JOB_CHOOSING) {
 			j->reload = true;
 		} else {
 			if (j->phase == WF_JOB_READY)
@@ -1706,6 +1835,7 @@ wf_on_kick(evutil_socket_t fd, short what, void *arg)
 	if (wf->closing)
 		return;
 	wf_flush_loads(wf);
+	wf_flush_choosing(wf);
 	wf_flush_begins(wf);
 	wf_pump(wf);
 	wf_writer(wf);
@@ -1797,6 +1927,8 @@ wf_close(struct worker *w)
 	breaker_stop(&wf->inventory);
 	if (wf->sweep != NULL)
 		lease_sweep_close(wf->sweep);
+	/* CHOOSING jobs are freed with the others below. */
+	wf->nchoosing = 0;
 	all = xcalloc(smap_count(wf->jobs) + 1, sizeof(*all));
 	while (smap_next(wf->jobs, &pos, &k, &v))
 		if (((struct wf_job *)v)->phase != WF_JOB_SENT)
@@ -1843,6 +1975,7 @@ wf_free(struct worker *w)
 	free(wf->heap);
 	free(wf->sent);
 	free(wf->begins);
+	free(wf->choosing);
 	free(wf);
 }
 

@@ -236,6 +236,11 @@ wf_item(const struct wf_run *r, const char *effect, json_t *then)
 	if (r->id[0] != '\0') {
 		json_object_set_new(c, "wf", json_string(r->id));
 		json_object_set_new(c, "expect", json_integer(r->version));
+		if (!r->named) {
+			/* The rules chose it just now: the row learns which. */
+			json_object_set_new(c, "name", json_string(r->def->name));
+			json_object_set_new(c, "def_version", json_integer(r->def->version));
+		}
 	} else {
 		json_object_set_new(c, "wf", json_null());
 		json_object_set_new(c, "start", json_pack("{s:s,s:i,s:s,s:O*}", "name", r->def->name,
@@ -766,6 +771,7 @@ wf_step_committed(struct wf_run *r, json_t *c, const char *outcome, int version)
 			r->comp[r->ncomp++] = a;
 	}
 	r->version = version;
+	r->named = true;
 }
 
 /* ---- manual actions ----------------------------------------------------------- */
