@@ -25,6 +25,7 @@
 #include "orderflow/rds.h"
 #include "orderflow/service.h"
 #include "orderflow/tt.h"
+#include "orderflow/wf.h"
 #include "orderflow/worker.h"
 
 /* A worker whose heartbeat is older than this is stuck. */
@@ -36,7 +37,8 @@ static const char health_stats_sql[] =
     " (SELECT count(*) FROM orders"
     "   WHERE order_status IN ('pending','confirmed','processing','shipped')) AS active_orders,"
     " (SELECT count(*) FROM order_workflows"
-    "   WHERE workflow_status IN ('running','paused')) AS pending_workflows,"
+    "   WHERE workflow_status IN ('running','waiting','paused','failed','compensating'))"
+    "   AS pending_workflows,"
     " (SELECT count(*) FROM webhook_events"
     "   WHERE processed_at IS NULL AND dead_at IS NULL) AS queue_depth,"
     " (SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(received_at)), 0)::float8"
@@ -46,7 +48,12 @@ static const char health_stats_sql[] =
     " (SELECT count(*) FROM shops WHERE status <> 'active') AS paused_shops,"
     " (SELECT coalesce(json_agg(json_build_object('shop_id', tiktok_shop_id, 'status', status,"
     "   'reason', paused_reason)), '[]') FROM (SELECT * FROM shops WHERE status <> 'active'"
-    "   ORDER BY tiktok_shop_id LIMIT 20) p) AS paused_list";
+    "   ORDER BY tiktok_shop_id LIMIT 20) p) AS paused_list,"
+    " (SELECT count(*) FROM order_workflows WHERE retry_after <= now()) AS due_workflows,"
+    " (SELECT coalesce(extract(epoch FROM now() - min(retry_after)), 0)::float8"
+    "   FROM order_workflows WHERE retry_after <= now()) AS oldest_due_age,"
+    " (SELECT count(*) FROM order_workflows WHERE workflow_status IN ('failed', 'paused'))"
+    "   AS attention";
 
 void
 health_prepare(struct pg_pool *pg)
@@ -105,6 +112,10 @@ struct health_check {
 	long long	npaused;
 	double		oldest_age;
 	long long	depth;
+	long long	due;		/* workflow runs due now */
+	double		due_age;	/* seconds the oldest of them has been due */
+	long long	attention;	/* failed or paused runs */
+	bool		have_engine;	/* the figures above were read */
 };
 
 static const char *
@@ -135,7 +146,7 @@ health_on_stats(struct pg_batch *b, void *arg)
 	total = (int)(hc->hr->w->cfg->postgres.pool_size * s->n);
 	for (int i = 0; i < s->n; i++)
 		up += atomic_load(&pg_pool_stats(s->workers[i].pg)->up);
-	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 || PQnfields(r) != 8) {
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 || PQnfields(r) != 11) {
 		hc->database = json_pack("{s:s,s:f,s:i,s:i,s:s}", "status", "unhealthy",
 		    "latency_ms", ms, "connections_up", up, "connections_total", total, "message",
 		    pg_batch_error(b) != NULL ? pg_batch_error(b) : "unexpected answer");
@@ -146,6 +157,10 @@ health_on_stats(struct pg_batch *b, void *arg)
 		hc->oldest_age = strtod(PQgetvalue(r, 0, 3), NULL);
 		hc->npaused = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
 		hc->paused = json_loads(PQgetvalue(r, 0, 7), 0, NULL);
+		hc->due = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+		hc->due_age = strtod(PQgetvalue(r, 0, 9), NULL);
+		hc->attention = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+		hc->have_engine = true;
 		hc->figures = json_pack("{s:o,s:o,s:o,s:o,s:o}",
 		    "activeOrders", health_num_or_null(r, 0),
 		    "pendingWorkflows", health_num_or_null(r, 1),
@@ -185,12 +200,19 @@ health_on_ping(struct redisReply *reply, void *arg)
 	health_finish(hc);
 }
 
-/* Every worker ticking on time means every loop is free to run its work. */
+/*
+ * Every worker ticking on time means every loop is free to run its work;
+ * a due workflow run older than workflow.max_due_age means the engine is
+ * behind (degraded).
+ */
 static json_t *
-health_engine_check(struct worker_set *s, int *level)
+health_engine_check(struct health_check *hc, int *level)
 {
+	struct worker_set *s = hc->hr->w->set;
 	int64_t now = util_mono_us(), max_lag = 0;
+	double max_age = (double)hc->hr->w->cfg->workflow.max_due_age / 1000.0;
 	int alive = 0;
+	json_t *doc;
 
 	for (int i = 0; i < s->n; i++) {
 		int64_t age = now - atomic_load(&s->workers[i].heartbeat_us);
@@ -201,8 +223,18 @@ health_engine_check(struct worker_set *s, int *level)
 			max_lag = lag;
 	}
 	*level = alive == s->n ? 0 : alive > 0 ? 1 : 2;
-	return json_pack("{s:s,s:i,s:i,s:f}", "status", health_word(*level), "workers_alive",
-	    alive, "workers", s->n, "max_loop_lag_ms", (double)max_lag / 1000.0);
+	if (*level == 0 && hc->have_engine && hc->due_age > max_age)
+		*level = 1;
+	doc = json_pack("{s:s,s:i,s:i,s:f,s:I,s:I,s:f}", "status", health_word(*level),
+	    "workers_alive", alive, "workers", s->n, "max_loop_lag_ms", (double)max_lag / 1000.0,
+	    "parked_runs", (json_int_t)wf_parked(s), "runs_in_memory", (json_int_t)wf_active(s),
+	    "max_due_age_seconds", max_age);
+	json_object_set_new(doc, "due_runs", hc->have_engine ? json_integer(hc->due) : json_null());
+	json_object_set_new(doc, "oldest_due_age_seconds", hc->have_engine ?
+	    json_real(hc->due_age) : json_null());
+	json_object_set_new(doc, "needs_attention", hc->have_engine ? json_integer(hc->attention) :
+	    json_null());
+	return doc;
 }
 
 static json_t *
@@ -250,14 +282,13 @@ health_level_of(json_t *check)
 static void
 health_finish(struct health_check *hc)
 {
-	struct worker_set *s = hc->hr->w->set;
 	int engine_level, queue_level, tiktok_level, overall;
 	json_t *engine, *queue, *tiktok, *doc;
 	char ts[32];
 
 	if (--hc->pending > 0)
 		return;
-	engine = health_engine_check(s, &engine_level);
+	engine = health_engine_check(hc, &engine_level);
 	queue = health_queue_check(hc, &queue_level);
 	tiktok = health_tiktok_check(hc, &tiktok_level);
 	/* Without the database nothing is durable: unhealthy.  Anything else: degraded. */

@@ -389,3 +389,130 @@ def test_concurrent_orders_for_little_stock_never_oversell(make_daemon, fake, ce
     assert sql(d, "SELECT count(*) FROM inventory_reservations WHERE status = 'active'") == [(50,)]
     waiting = sql(d, "SELECT count(*) FROM order_workflows WHERE wait_kind = 'stock'")
     assert waiting == [(150,)]
+
+
+def test_every_workflow_and_inventory_route_keeps_creators_apart(make_daemon, fake, certs):
+    """Creator B tries every /api/workflows and /api/inventory route on A's data."""
+    import test_openapi
+    order(fake, "7991", [line("l1", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 0)
+    d.start(migrate=False)
+    a = creator(d)
+    sql(d, "INSERT INTO creators (email, display_name) VALUES ('b@example.com', 'B')")
+    b = sql(d, "SELECT id::text FROM creators WHERE email = 'b@example.com'")[0][0]
+    hook(d, "7991", "t1")
+    wait_wf(d, "7991", ("waiting", "validated", "stock"))
+    quick = {"states": {"new": {"on": {"done": {"target": "completed"}}}, "completed": {}}}
+    assert api(d, "PUT", "/api/workflows/definitions/mine", quick, who=a).status == 200
+    assert api(d, "PUT", "/api/workflows/rules", {"rules": [{"name": "r", "workflow": "mine"}]},
+               who=a).status == 200
+    before = sql(d, "SELECT sku, on_hand, version FROM inventory_items ORDER BY 1")
+    tried = {
+        ("/api/workflows", "get"): lambda: api(d, "GET", "/api/workflows?status=waiting", who=b),
+        ("/api/workflows/definitions", "get"): lambda: api(d, "GET", "/api/workflows/definitions", who=b),
+        ("/api/workflows/definitions/{name}", "get"): lambda: api(d, "GET", "/api/workflows/definitions/mine", who=b),
+        ("/api/workflows/definitions/{name}", "put"): lambda: api(d, "PUT", "/api/workflows/definitions/mine",
+                                                                  quick, {"If-Match": '"1"'}, who=b),
+        ("/api/workflows/rules", "get"): lambda: api(d, "GET", "/api/workflows/rules", who=b),
+        ("/api/workflows/rules", "put"): lambda: api(d, "PUT", "/api/workflows/rules",
+                                                     {"rules": []}, {"If-Match": '"1"'}, who=b),
+        ("/api/inventory", "get"): lambda: api(d, "GET", "/api/inventory", who=b),
+        ("/api/inventory/{sku}", "put"): lambda: api(d, "PUT", "/api/inventory/S-" + SKU_A,
+                                                     {"on_hand": 9}, {"If-Match": '"1"'}, who=b),
+        ("/api/inventory/adjustments", "post"): lambda: api(d, "POST", "/api/inventory/adjustments",
+                                                            {"sku": "S-" + SKU_A, "delta": 5, "reason": "x"}, who=b),
+        ("/api/inventory/import", "post"): lambda: api(d, "POST", "/api/inventory/import",
+                                                       {"items": [{"sku": "B-ONLY", "on_hand": 1}]}, who=b),
+        ("/api/inventory/settings", "get"): lambda: api(d, "GET", "/api/inventory/settings", who=b),
+        ("/api/inventory/settings", "put"): lambda: api(d, "PUT", "/api/inventory/settings",
+                                                        {"untracked_skus": "needs_attention"}, who=b),
+    }
+    routes = {(p, m) for p, ms in test_openapi.routes().items()
+              if p.startswith("/api/workflows") or p.startswith("/api/inventory") for m in ms}
+    assert routes == set(tried), "a new route needs a line here: %r" % (routes ^ set(tried))
+    assert tried[("/api/workflows", "get")]().json()["workflows"] == []
+    names = {x["name"] for x in tried[("/api/workflows/definitions", "get")]().json()["definitions"]}
+    assert "mine" not in names
+    assert_error(tried[("/api/workflows/definitions/{name}", "get")](), 404, "not_found")
+    # B's own first version, If-Match 1 refused: A's versions are not B's.
+    assert_error(tried[("/api/workflows/definitions/{name}", "put")](), 412, "version_mismatch")
+    assert tried[("/api/workflows/rules", "get")]().json()["version"] == 0
+    assert_error(tried[("/api/workflows/rules", "put")](), 412, "version_mismatch")
+    assert tried[("/api/inventory", "get")]().json()["items"] == []
+    # A SKU of A's is unknown to B: B's If-Match 1 is stale for B's (absent) row.
+    assert_error(tried[("/api/inventory/{sku}", "put")](), 412, "version_mismatch")
+    assert_error(tried[("/api/inventory/adjustments", "post")](), 404, "not_found")
+    assert tried[("/api/inventory/import", "post")]().json()["imported"] == 1
+    assert tried[("/api/inventory/settings", "get")]().json() == {"untracked_skus": "not_tracked"}
+    assert tried[("/api/inventory/settings", "put")]().status == 200
+    # Nothing of A's changed; B's import and setting are B's.
+    assert sql(d, "SELECT sku, on_hand, version FROM inventory_items WHERE user_id = %s ORDER BY 1",
+               (a,)) == before
+    assert sql(d, "SELECT sku FROM inventory_items WHERE user_id = %s", (b,)) == [("B-ONLY",)]
+    assert sql(d, "SELECT untracked_skus FROM creators WHERE id = %s", (a,)) == [("not_tracked",)]
+    assert sql(d, "SELECT count(*) FROM workflow_definitions WHERE user_id = %s", (a,)) == [(1,)]
+    assert api(d, "GET", "/api/workflows/rules", who=a).json()["version"] == 1
+    assert wf(d, "7991")[:3] == ("waiting", "validated", "stock")
+
+
+def test_inventory_endpoints(make_daemon, fake, certs):
+    order(fake, "7981", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs)
+    r = api(d, "PUT", "/api/inventory/S-" + SKU_A, {"on_hand": 5, "product_name": "Red mug",
+                                                     "low_stock": 4})
+    assert r.status == 200, r
+    item = r.json()
+    assert (item["on_hand"], item["reserved"], item["available"], item["version"]) == (5, 0, 5, 1)
+    hook(d, "7981", "i1")
+    wait_wf(d, "7981", ("waiting", "ready_to_ship"))
+    got = api(d, "GET", "/api/inventory?low_stock=true").json()
+    assert [(i["sku"], i["available"]) for i in got["items"]] == [("S-" + SKU_A, 3)]
+    # on_hand below what is reserved: 409; a stale version: 412.
+    assert_error(api(d, "PUT", "/api/inventory/S-" + SKU_A, {"on_hand": 1}), 409, "stock_reserved")
+    assert_error(api(d, "PUT", "/api/inventory/S-" + SKU_A, {"on_hand": 8},
+                     {"If-Match": '"7"'}), 412, "version_mismatch")
+    r = api(d, "POST", "/api/inventory/adjustments", {"sku": "S-" + SKU_A, "delta": -3,
+                                                        "reason": "broken in the warehouse"})
+    assert r.status == 200 and r.json()["on_hand"] == 2, r
+    assert_error(api(d, "POST", "/api/inventory/adjustments", {"sku": "S-" + SKU_A, "delta": -1,
+                                                                 "reason": "x"}), 409, "stock_reserved")
+    for body in ({"sku": "S-" + SKU_A, "delta": 0, "reason": "x"}, {"sku": "S-" + SKU_A, "delta": 2},
+                 {"sku": "", "delta": 1, "reason": "x"}, {"sku": "S-" + SKU_A, "delta": 1, "reason": "x", "y": 1}):
+        assert_error(api(d, "POST", "/api/inventory/adjustments", body), 400, "invalid_body")
+    audit = sql(d, "SELECT action, after->>'reason' FROM audit_log WHERE entity_type = 'inventory_item'"
+                   " ORDER BY id")
+    assert audit == [("inventory.set", None), ("inventory.adjusted", "broken in the warehouse")], audit
+    # Import: JSON and CSV, per-row errors, the good rows stored.
+    r = api(d, "POST", "/api/inventory/import", {"items": [
+        {"sku": "N-1", "on_hand": 3}, {"sku": "N-2", "on_hand": -1}, {"sku": "N-1", "on_hand": 4},
+        {"sku": "S-" + SKU_A, "on_hand": 0}, {"sku": "N-3", "on_hand": 7, "product_name": "Cup",
+                                               "low_stock": 2}]})
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["imported"] == 2 and doc["failed"] == 3, doc
+    assert sorted(e["row"] for e in doc["errors"]) == [2, 3, 4], doc
+    h = auth(creator(d))
+    h["Content-Type"] = "text/csv"
+    csv = 'sku,on_hand,product_name\nC-1,5,"Blue, large"\nC-2,x,Bad\n"C-""3",2,\n'
+    r = d.post("/api/inventory/import", csv.encode(), headers=h)
+    assert r.status == 200, r
+    assert r.json()["imported"] == 2 and [e["row"] for e in r.json()["errors"]] == [2], r.json()
+    names = dict(sql(d, "SELECT sku, product_name FROM inventory_items WHERE sku LIKE 'C-%'"))
+    assert names == {"C-1": "Blue, large", 'C-"3': None}, names
+    assert_error(d.post("/api/inventory/import", b"on_hand\n1\n", headers=h), 400, "invalid_body")
+    # Paging by SKU.
+    first = api(d, "GET", "/api/inventory?limit=2").json()
+    assert len(first["items"]) == 2 and first["next_cursor"] is not None
+    import urllib.parse
+    rest = api(d, "GET", "/api/inventory?limit=100&cursor=" +
+               urllib.parse.quote(first["next_cursor"])).json()
+    assert len(first["items"]) + len(rest["items"]) == \
+        sql(d, "SELECT count(*) FROM inventory_items")[0][0]
+    # Untracked SKUs: needs attention.
+    assert api(d, "PUT", "/api/inventory/settings", {"untracked_skus": "needs_attention"}).status == 200
+    order(fake, "7982", [line("l1", "UNKNOWN", "5.00")])
+    hook(d, "7982", "i2")
+    wait_wf(d, "7982", ("failed", "validated"))
+    assert "no inventory row" in sql(d, "SELECT w.last_error FROM order_workflows w JOIN orders o ON"
+                                        " o.id = w.order_id WHERE o.tiktok_order_id = '7982'")[0][0]
