@@ -67,6 +67,16 @@ record() {
 	FAILED=1
 }
 
+# The OpenAPI validator of test_openapi.py (tests/openapi, pinned by its
+# package-lock.json).  npm ci starts from an empty node_modules, so a run
+# killed halfway is repaired by the next one.  Node.js and npm are the
+# machine's (Debian's nodejs and npm packages where there are none).
+install_node_modules() {
+	command -v npm >/dev/null 2>&1 || of_install_packages "nodejs npm" || return 1
+	banner "npm ci --prefix tests/openapi"
+	npm ci --prefix "$SRCDIR/tests/openapi" --no-audit --no-fund
+}
+
 main() {
 	local quick=
 	case $# in
@@ -76,6 +86,7 @@ main() {
 	esac
 
 	of_install_packages "$OF_BUILD_DEPS" || { echo "test.sh: package installation failed" >&2; exit 1; }
+	install_node_modules || { echo "test.sh: npm ci --prefix tests/openapi failed" >&2; exit 1; }
 	of_autoreconf "$SRCDIR" || { echo "test.sh: autoreconf failed" >&2; exit 1; }
 
 	record werror --enable-werror --with-systemd

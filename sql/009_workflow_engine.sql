@@ -81,6 +81,19 @@ CREATE INDEX order_workflows_attention_idx ON order_workflows (user_id, deadline
 CREATE INDEX order_workflows_stock_idx ON order_workflows (user_id)
     WHERE workflow_status = 'waiting' AND wait_kind = 'stock';
 
+-- Orders stored before the engine existed that TikTok has not shipped yet
+-- get their run, unnamed (the creator's rules name it when the claim sweep
+-- loads it), as the order write path gives every new order.
+INSERT INTO order_workflows (order_id, user_id, tiktok_order_id, workflow_name, current_step,
+    workflow_status, deadline_at, retry_after)
+SELECT o.id, o.user_id, o.tiktok_order_id, '', '', 'running',
+    coalesce(o.rts_sla_time, o.shipping_due_time), now()
+FROM orders o
+WHERE o.tiktok_status IN ('UNPAID', 'ON_HOLD', 'AWAITING_SHIPMENT')
+AND NOT EXISTS (SELECT 1 FROM order_workflows w WHERE w.order_id = o.id
+    AND w.workflow_status IN ('running', 'waiting', 'paused', 'failed', 'compensating'))
+ON CONFLICT DO NOTHING;
+
 -- ---------------------------------------------------------------------------
 -- Definitions and rules
 -- ---------------------------------------------------------------------------

@@ -79,6 +79,10 @@ void rest_on_owner(struct rest_call *c, const char *tiktok_id, rest_fn *fn);
 json_t *rest_body(struct rest_call *c);
 /* If-Match: 7, "7" or W/"7"; 0 when absent, -1 when malformed. */
 long long rest_if_match(struct rest_call *c);
+/* What rest_if_match_new returns for If-Match: 0 (the thing must not exist yet). */
+#define REST_IF_NONE (-2)
+/* rest_if_match for a PUT that may create what it names: "0" is REST_IF_NONE. */
+long long rest_if_match_new(struct rest_call *c);
 /* Fail with 400 when the request has a query string (endpoints that take none). */
 bool rest_no_query(struct httpd_req *hr);
 

@@ -102,7 +102,7 @@ struct wf_action_info {
 	const char	*skip_trigger;	/* what the manual "skip" ends it with; NULL: it continues */
 	int		compensation;	/* enum wf_action undoing it, or -1 */
 	enum wf_policy	policy;		/* which retry settings its failures follow */
-	const char	*doc;		/* one line for orderflowd(8) and GET /api/workflows/actions */
+	const char	*doc;		/* one line for orderflowd(8) */
 };
 
 /* NULL when a is out of range. */

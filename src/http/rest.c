@@ -250,6 +250,17 @@ rest_if_match(struct rest_call *c)
 	return rest_number(buf, 2147483647LL);
 }
 
+long long
+rest_if_match_new(struct rest_call *c)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->hr->req), "If-Match");
+
+	if (h != NULL && (strcmp(h, "0") == 0 || strcmp(h, "\"0\"") == 0 ||
+	    strcmp(h, "W/\"0\"") == 0))
+		return REST_IF_NONE;
+	return rest_if_match(c);
+}
+
 bool
 rest_no_query(struct httpd_req *hr)
 {

@@ -69,7 +69,9 @@ static const char rest_inv_adjust_sql[] =
     "WITH cur AS (SELECT id, on_hand, reserved, version FROM inventory_items"
     "  WHERE user_id = $1::uuid AND sku = $2 FOR UPDATE),"
     " chk AS (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'not_found'"
+    "  WHEN (SELECT on_hand FROM cur) + $3::integer < 0 THEN 'negative'"
     "  WHEN (SELECT on_hand FROM cur) + $3::integer < (SELECT reserved FROM cur) THEN 'reserved'"
+    "  WHEN (SELECT on_hand FROM cur)::bigint + $3::integer > 100000000 THEN 'too_many'"
     "  ELSE 'ok' END AS v),"
     " up AS (UPDATE inventory_items i SET on_hand = i.on_hand + $3::integer,"
     "  version = i.version + 1 FROM cur, chk WHERE i.id = cur.id AND chk.v = 'ok' RETURNING i.*),"
@@ -312,14 +314,24 @@ rest_inv_on_change(struct pg_batch *b, void *arg)
 		return;
 	}
 	v = PQgetvalue(r, 0, 0);
-	if (strcmp(v, "stale") == 0)
+	if (strcmp(v, "stale") == 0 && PQgetisnull(r, 0, 2))
+		rest_error(&c->call, 412, "version_mismatch", "the SKU does not exist (If-Match: 0 "
+		    "creates it)");
+	else if (strcmp(v, "stale") == 0)
 		rest_error(&c->call, 412, "version_mismatch", "the SKU is at version %s, not %lld; "
-		    "read it again", PQgetisnull(r, 0, 2) ? "0" : PQgetvalue(r, 0, 2), c->if_match);
+		    "read it again", PQgetvalue(r, 0, 2), c->if_match == REST_IF_NONE ? 0 :
+		    c->if_match);
 	else if (strcmp(v, "reserved") == 0)
 		rest_error(&c->call, 409, "stock_reserved", "%s units of this SKU are reserved for "
 		    "open orders: on hand cannot go below that", PQgetvalue(r, 0, 3));
 	else if (strcmp(v, "not_found") == 0)
 		rest_error(&c->call, 404, "not_found", "no such SKU");
+	else if (strcmp(v, "negative") == 0)
+		rest_error(&c->call, 409, "insufficient_stock", "the SKU has %s units on hand: it "
+		    "cannot lose more than that", PQgetvalue(r, 0, 2));
+	else if (strcmp(v, "too_many") == 0)
+		rest_error(&c->call, 409, "too_many_units", "the SKU has %s units on hand: it "
+		    "cannot hold more than 100000000", PQgetvalue(r, 0, 2));
 	else {
 		/* More on hand may serve runs waiting for stock. */
 		wf_stock_changed(worker_self(), c->call.creator);
@@ -362,8 +374,8 @@ rest_inv_put_run(struct rest_call *rc)
 	char qty[24], low[24], ver[24];
 	struct pg_batch *b;
 
-	if ((c->if_match = rest_if_match(rc)) < 0) {
-		rest_error(rc, 400, "invalid_body", "If-Match must be the SKU's version");
+	if ((c->if_match = rest_if_match_new(rc)) == -1) {
+		rest_error(rc, 400, "invalid_body", "If-Match must be the SKU's version, 0 for a new one");
 		return;
 	}
 	if ((doc = rest_body(rc)) == NULL)
@@ -376,11 +388,11 @@ rest_inv_put_run(struct rest_call *rc)
 	}
 	snprintf(qty, sizeof(qty), "%lld", c->qty);
 	snprintf(low, sizeof(low), "%lld", c->low_stock);
-	snprintf(ver, sizeof(ver), "%lld", c->if_match);
+	snprintf(ver, sizeof(ver), "%lld", c->if_match == REST_IF_NONE ? 0 : c->if_match);
 	b = pg_batch_new(rest_inv_on_change, c);
 	pg_batch_add(b, true, "rest_inv_put", 6, (const char *[]){ rc->creator, c->sku, qty,
 	    c->has_name ? c->name : NULL, c->low_stock >= 0 ? low : NULL,
-	    c->if_match > 0 ? ver : NULL });
+	    c->if_match != 0 ? ver : NULL });
 	rest_submit(rc, b);
 }
 
@@ -464,16 +476,21 @@ rest_inventory_adjust(struct httpd_req *hr)
 
 /* ---- POST /api/inventory/import ------------------------------------------------- */
 
-/* One row of an import into rows, or its error into errors; seen holds the SKUs so far. */
+/*
+ * One row of an import into rows, or its error into errors; seen holds the
+ * SKUs so far.  why: what the caller found wrong with the row already, or NULL.
+ */
 static void
-rest_inv_import_row(int n, const char *sku, const char *on_hand, const char *name,
-    const char *low, json_t *rows, json_t *errors, json_t *seen)
+rest_inv_import_row(int n, const char *why, const char *sku, const char *on_hand,
+    const char *name, const char *low, json_t *rows, json_t *errors, json_t *seen)
 {
 	const char *bad = NULL;
 	char *end;
 	long long q = -1, ls = -1;
 
-	if (sku == NULL || !rest_inv_sku_ok(sku))
+	if (why != NULL)
+		bad = why;
+	else if (sku == NULL || !rest_inv_sku_ok(sku))
 		bad = "sku must be 1..100 characters of UTF-8";
 	else if (on_hand == NULL || on_hand[0] == '\0' || (q = strtoll(on_hand, &end, 10)) < 0 ||
 	    *end != '\0' || q > REST_INV_QTY_MAX)
@@ -496,6 +513,22 @@ rest_inv_import_row(int n, const char *sku, const char *on_hand, const char *nam
 	    "low_stock", ls >= 0 ? json_integer(ls) : json_null()));
 }
 
+/* What is wrong with the fields of one JSON row (an object?), or NULL. */
+static const char *
+rest_inv_import_fields(json_t *it)
+{
+	static const char *const known[] = { "sku", "on_hand", "product_name", "low_stock", NULL };
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(it))
+		return "a row must be an object";
+	json_object_foreach(it, k, v)
+		if (rest_index(known, k) < 0)
+			return "a row has only the fields sku, on_hand, product_name and low_stock";
+	return NULL;
+}
+
 /* {"items":[{"sku","on_hand","product_name","low_stock"}...]}: NULL or the 400 message. */
 static const char *
 rest_inv_import_json(json_t *doc, json_t *rows, json_t *errors, json_t *seen)
@@ -510,9 +543,14 @@ rest_inv_import_json(json_t *doc, json_t *rows, json_t *errors, json_t *seen)
 	json_array_foreach(items, i, it) {
 		char q[32] = "", l[32] = "";
 		json_t *qv = json_object_get(it, "on_hand"), *lv = json_object_get(it, "low_stock");
+		json_t *nv = json_object_get(it, "product_name");
+		const char *why = rest_inv_import_fields(it);
 
-		if (!json_is_object(it)) {
-			rest_inv_import_row((int)i + 1, NULL, NULL, NULL, NULL, rows, errors, seen);
+		if (why == NULL && nv != NULL && !json_is_null(nv) && !json_is_string(nv))
+			why = "product_name must be text of at most 255 characters";
+		if (why != NULL) {
+			rest_inv_import_row((int)i + 1, why, json_string_value(json_object_get(it,
+			    "sku")), NULL, NULL, NULL, rows, errors, seen);
 			continue;
 		}
 		if (json_is_integer(qv))
@@ -523,8 +561,8 @@ rest_inv_import_json(json_t *doc, json_t *rows, json_t *errors, json_t *seen)
 			snprintf(l, sizeof(l), "%lld", (long long)json_integer_value(lv));
 		else if (lv != NULL && !json_is_null(lv))
 			snprintf(l, sizeof(l), "x");
-		rest_inv_import_row((int)i + 1, json_string_value(json_object_get(it, "sku")), q,
-		    json_string_value(json_object_get(it, "product_name")), l, rows, errors, seen);
+		rest_inv_import_row((int)i + 1, NULL, json_string_value(json_object_get(it, "sku")), q,
+		    json_string_value(nv), l, rows, errors, seen);
 	}
 	return NULL;
 }
@@ -616,10 +654,12 @@ rest_inv_import_csv(const char *text, json_t *rows, json_t *errors, json_t *seen
 		if (++line > REST_INVENTORY_IMPORT_MAX)
 			return "an import holds 10000 rows at most";
 		if (m < 0 || m <= col[0] || m <= col[1]) {
-			rest_inv_import_row(line, NULL, NULL, NULL, NULL, rows, errors, seen);
+			rest_inv_import_row(line, m < 0 ? "the line is not well-formed CSV (quotes, "
+			    "at most 8 fields of 1024 bytes)" : "the line lacks the sku or on_hand "
+			    "column", NULL, NULL, NULL, NULL, rows, errors, seen);
 			continue;
 		}
-		rest_inv_import_row(line, f[col[0]], f[col[1]], col[2] >= 0 && col[2] < m ?
+		rest_inv_import_row(line, NULL, f[col[0]], f[col[1]], col[2] >= 0 && col[2] < m ?
 		    f[col[2]] : NULL, col[3] >= 0 && col[3] < m ? f[col[3]] : NULL, rows, errors, seen);
 	}
 	return line == 0 ? "the import has no rows" : NULL;

@@ -32,14 +32,16 @@
 
 static const char rest_wf_inbox_sql[] =
     "SELECT w.id::text, w.order_id::text, o.tiktok_order_id, o.order_number, w.workflow_name,"
-    " w.workflow_status::text, w.current_step, w.wait_kind, w.waiting_since, w.deadline_at,"
-    " w.last_error, w.error_count, w.version, w.terminal, w.attempt, w.updated_at,"
-    " (extract(epoch FROM coalesce(w.deadline_at, 'infinity')) * 1000000)::text"
+    " w.workflow_status::text, w.current_step, w.wait_kind, to_json(w.waiting_since) #>> '{}',"
+    " to_json(w.deadline_at) #>> '{}', w.last_error, w.error_count, w.version, w.terminal,"
+    " w.attempt, to_json(w.updated_at) #>> '{}',"
+    " CASE WHEN w.deadline_at IS NULL THEN 'Infinity'"
+    "  ELSE (extract(epoch FROM w.deadline_at) * 1000000)::bigint::text END"
     " FROM order_workflows w JOIN orders o ON o.id = w.order_id"
     " WHERE w.user_id = $1::uuid AND w.workflow_status::text = ANY ($2::text[])"
     " AND ($3::text IS NULL OR (coalesce(w.deadline_at, 'infinity'), w.id) >"
     "  (CASE WHEN $3 = 'Infinity' THEN 'infinity'::timestamptz"
-    "   ELSE to_timestamp($3::numeric / 1000000) END, $4::uuid))"
+    "   ELSE 'epoch'::timestamptz + $3::bigint * interval '1 microsecond' END, $4::uuid))"
     " ORDER BY coalesce(w.deadline_at, 'infinity'), w.id LIMIT $5::integer";
 
 static const char rest_wf_defs_sql[] =
@@ -50,7 +52,7 @@ static const char rest_wf_defs_sql[] =
     "  WHERE x.user_id = $1::uuid ORDER BY x.name, x.version DESC) d";
 
 static const char rest_wf_def_sql[] =
-    "SELECT d.version, d.definition::text, d.created_at, d.created_by"
+    "SELECT d.version, d.definition::text, to_json(d.created_at) #>> '{}', d.created_by"
     " FROM workflow_definitions d WHERE d.user_id = $1::uuid AND d.name = $2"
     " AND ($3::integer IS NULL OR d.version = $3::integer)"
     " ORDER BY d.version DESC LIMIT 1";
@@ -71,7 +73,8 @@ static const char rest_wf_names_sql[] =
     "SELECT DISTINCT name FROM workflow_definitions WHERE user_id = $1::uuid";
 
 static const char rest_wf_rules_sql[] =
-    "SELECT version, rules::text, updated_at FROM workflow_rules WHERE user_id = $1::uuid";
+    "SELECT version, rules::text, to_json(updated_at) #>> '{}' FROM workflow_rules"
+    " WHERE user_id = $1::uuid";
 
 static const char rest_wf_rules_put_sql[] =
     "WITH cur AS (SELECT coalesce((SELECT version FROM workflow_rules"
@@ -93,6 +96,7 @@ struct rest_wf_call {
 	long long	if_match;	/* 0: not given */
 	long long	version;	/* GET ?version= */
 	unsigned	statuses;	/* inbox: bit per enum wf_status */
+	bool		status_given;	/* a status parameter was seen: repeats add up */
 	long long	limit;
 	char		cursor_key[40];	/* inbox cursor: deadline (microseconds) or Infinity */
 	char		cursor_id[37];
@@ -164,7 +168,9 @@ rest_wf_inbox_param(struct rest_wf_call *c, const char *k, const char *v, const 
 		static const char *const names[] = { "running", "waiting", "paused", "failed",
 		    "compensating", "completed", "cancelled", NULL };
 
-		c->statuses = 0;
+		if (!c->status_given)
+			c->statuses = 0;
+		c->status_given = true;
 		if (!rest_enum_list(v, names, &c->statuses))
 			*bad = "must be workflow run statuses: running, waiting, paused, failed, "
 			    "compensating, completed, cancelled";
@@ -432,7 +438,8 @@ rest_wf_on_stored(struct pg_batch *b, void *arg)
 	}
 	if (PQgetisnull(r, 0, 1)) {
 		rest_error(&c->call, 412, "version_mismatch", "the current version is %s, not %lld; "
-		    "read it again", PQgetvalue(r, 0, 0), c->if_match);
+		    "read it again", PQgetvalue(r, 0, 0), c->if_match == REST_IF_NONE ? 0 :
+		    c->if_match);
 		return;
 	}
 	wf_forget_creator(c->call.home->set, c->call.creator);
@@ -440,18 +447,6 @@ rest_wf_on_stored(struct pg_batch *b, void *arg)
 	    json_pack("{s:b,s:s,s:i}", "success", 1, "name", c->call.path_id, "version",
 	    atoi(PQgetvalue(r, 0, 1))) :
 	    json_pack("{s:b,s:i}", "success", 1, "version", atoi(PQgetvalue(r, 0, 1))));
-}
-
-/* "If-Match: 0" (nothing stored yet) is allowed here, unlike rest_if_match. */
-static long long
-rest_wf_if_match(struct rest_call *rc)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(rc->hr->req),
-	    "If-Match");
-
-	if (h != NULL && (strcmp(h, "0") == 0 || strcmp(h, "\"0\"") == 0))
-		return -2;
-	return rest_if_match(rc);
 }
 
 static void
@@ -468,7 +463,13 @@ rest_wf_def_put_run(struct rest_call *rc)
 		    "bytes");
 		return;
 	}
-	if ((c->if_match = rest_wf_if_match(rc)) == -1) {
+	if (wf_def_builtin(rc->path_id) != NULL) {
+		/* A run names its workflow; two meanings of one name would be a trap. */
+		rest_error(rc, 400, "invalid_name", "%s is a built-in template: store yours under "
+		    "another name", rc->path_id);
+		return;
+	}
+	if ((c->if_match = rest_if_match_new(rc)) == -1) {
 		rest_error(rc, 400, "invalid_body", "If-Match must be the definition's version");
 		return;
 	}
@@ -479,7 +480,7 @@ rest_wf_def_put_run(struct rest_call *rc)
 		return;
 	}
 	wf_def_unref(d);
-	snprintf(version, sizeof(version), "%lld", c->if_match == -2 ? 0 : c->if_match);
+	snprintf(version, sizeof(version), "%lld", c->if_match == REST_IF_NONE ? 0 : c->if_match);
 	text = json_dumps(c->doc, JSON_COMPACT);
 	b = pg_batch_new(rest_wf_on_stored, c);
 	pg_batch_add(b, true, "rest_wf_def_put", 4, (const char *[]){ rc->creator, rc->path_id,
@@ -557,7 +558,7 @@ rest_wf_on_names(struct pg_batch *b, void *arg)
 		return;
 	}
 	wf_rules_free(rules);
-	snprintf(version, sizeof(version), "%lld", c->if_match == -2 ? 0 : c->if_match);
+	snprintf(version, sizeof(version), "%lld", c->if_match == REST_IF_NONE ? 0 : c->if_match);
 	text = json_dumps(c->doc, JSON_COMPACT);
 	put = pg_batch_new(rest_wf_on_stored, c);
 	pg_batch_add(put, true, "rest_wf_rules_put", 3, (const char *[]){ c->call.creator, text,
@@ -572,7 +573,7 @@ rest_wf_rules_put_run(struct rest_call *rc)
 	struct rest_wf_call *c = (struct rest_wf_call *)rc;
 	struct pg_batch *b;
 
-	if ((c->if_match = rest_wf_if_match(rc)) == -1) {
+	if ((c->if_match = rest_if_match_new(rc)) == -1) {
 		rest_error(rc, 400, "invalid_body", "If-Match must be the rules' version");
 		return;
 	}

@@ -1536,10 +1536,20 @@ wf_req_run(struct wf_job *j, struct wf_req *q)
 	int m = q->action;
 
 	if (j == NULL) {
-		if (m >= 0)
+		if (m >= 0) {
 			wf_req_answer(q, 404, "not_found", "the order has no live workflow", NULL);
-		else
+		} else {
+			/* Nothing to replace: a plain start, answered as one. */
+			q->force = false;
 			wf_want_start(wf_of(worker_self()), q->order, q->creator, q);
+		}
+		return;
+	}
+	if (m < 0 && q->force && j->run.status == WF_COMPENSATING) {
+		snprintf(msg, sizeof(msg), "workflow %s (%s) is compensating (undoing what it did); "
+		    "send the request again once it has ended", j->run.def->name, j->run.id);
+		wf_req_answer(q, 409, "workflow_running", msg, NULL);
+		wf_job_settle(j);
 		return;
 	}
 	if (m < 0 && !q->force) {

@@ -115,7 +115,7 @@ static pthread_once_t wf_def_builtin_once = PTHREAD_ONCE_INIT;
 static struct wf_def *wf_def_builtins[NELEM(wf_def_templates)];
 static const char *wf_def_builtin_list[NELEM(wf_def_templates) + 1];
 
-/* The table row of action a, for the engine and GET /api/workflows/actions. */
+/* The table row of action a, for the engine and the validator. */
 const struct wf_action_info *
 wf_action_info(int a)
 {

@@ -506,6 +506,10 @@ def test_workflow_request_runs_once_unless_forced(api):
     assert_error(post_workflow(api, a, ids["A2"], {"workflow_name": "teleport"}), 400,
                  "unknown_workflow")
     assert_error(post_workflow(api, a, ids["B1"], {"workflow_name": "digital"}), 404, "not_found")
+    # force_restart with nothing live to replace is a plain start, answered as one.
+    r = post_workflow(api, a, ids["A1"], {"workflow_name": "digital", "force_restart": True})
+    assert r.status == 200, r
+    assert "replaced" not in r.json() and r.json()["workflow_name"] == "digital", r.json()
 
 
 def test_make_token_script_mints_tokens_the_daemon_accepts(api):

@@ -351,6 +351,7 @@ def test_definitions_validated_stored_versioned_and_used(make_daemon, fake, cert
     assert set(names) == {"quick", "standard_fulfillment", "manual_review", "digital"}
     assert names["quick"]["version"] == 2 and names["digital"]["builtin"] is True
     assert api(d, "GET", "/api/workflows/definitions/digital").json()["builtin"] is True
+    assert_error(api(d, "PUT", "/api/workflows/definitions/digital", quick), 400, "invalid_name")
     assert_error(api(d, "PUT", "/api/workflows/rules", {"rules": [{"name": "x", "workflow": "nope"}]}),
                  400, "invalid_rules")
     rules = {"rules": [{"name": "all", "workflow": "quick"}]}
@@ -477,27 +478,41 @@ def test_inventory_endpoints(make_daemon, fake, certs):
     assert r.status == 200 and r.json()["on_hand"] == 2, r
     assert_error(api(d, "POST", "/api/inventory/adjustments", {"sku": "S-" + SKU_A, "delta": -1,
                                                                  "reason": "x"}), 409, "stock_reserved")
+    # If-Match: 0 creates, and only creates; on hand never below zero nor over the cap.
+    assert api(d, "PUT", "/api/inventory/Z-1", {"on_hand": 0}, {"If-Match": "0"}).status == 200
+    assert_error(api(d, "PUT", "/api/inventory/Z-1", {"on_hand": 1}, {"If-Match": "0"}), 412,
+                 "version_mismatch")
+    assert_error(api(d, "PUT", "/api/inventory/Z-2", {"on_hand": 1}, {"If-Match": '"3"'}), 412,
+                 "version_mismatch")
+    assert_error(api(d, "POST", "/api/inventory/adjustments", {"sku": "Z-1", "delta": -1,
+                                                                 "reason": "x"}), 409, "insufficient_stock")
+    assert api(d, "PUT", "/api/inventory/Z-1", {"on_hand": 100000000}).status == 200
+    assert_error(api(d, "POST", "/api/inventory/adjustments", {"sku": "Z-1", "delta": 1,
+                                                                 "reason": "x"}), 409, "too_many_units")
+    sql(d, "DELETE FROM inventory_items WHERE sku = 'Z-1'")
     for body in ({"sku": "S-" + SKU_A, "delta": 0, "reason": "x"}, {"sku": "S-" + SKU_A, "delta": 2},
                  {"sku": "", "delta": 1, "reason": "x"}, {"sku": "S-" + SKU_A, "delta": 1, "reason": "x", "y": 1}):
         assert_error(api(d, "POST", "/api/inventory/adjustments", body), 400, "invalid_body")
     audit = sql(d, "SELECT action, after->>'reason' FROM audit_log WHERE entity_type = 'inventory_item'"
-                   " ORDER BY id")
+                   " AND entity_id NOT LIKE 'Z-%' ORDER BY id")
     assert audit == [("inventory.set", None), ("inventory.adjusted", "broken in the warehouse")], audit
     # Import: JSON and CSV, per-row errors, the good rows stored.
     r = api(d, "POST", "/api/inventory/import", {"items": [
         {"sku": "N-1", "on_hand": 3}, {"sku": "N-2", "on_hand": -1}, {"sku": "N-1", "on_hand": 4},
         {"sku": "S-" + SKU_A, "on_hand": 0}, {"sku": "N-3", "on_hand": 7, "product_name": "Cup",
-                                               "low_stock": 2}]})
+                                               "low_stock": 2},
+        {"sku": "N-4", "on_hand": 1, "colour": "red"}, {"sku": "N-5", "on_hand": 1, "product_name": 5}]})
     assert r.status == 200, r
     doc = r.json()
-    assert doc["imported"] == 2 and doc["failed"] == 3, doc
-    assert sorted(e["row"] for e in doc["errors"]) == [2, 3, 4], doc
+    assert doc["imported"] == 2 and doc["failed"] == 5, doc
+    assert sorted(e["row"] for e in doc["errors"]) == [2, 3, 4, 6, 7], doc
     h = auth(creator(d))
     h["Content-Type"] = "text/csv"
-    csv = 'sku,on_hand,product_name\nC-1,5,"Blue, large"\nC-2,x,Bad\n"C-""3",2,\n'
+    csv = 'sku,on_hand,product_name\nC-1,5,"Blue, large"\nC-2,x,Bad\n"C-""3",2,\n"C-4,1\n'
     r = d.post("/api/inventory/import", csv.encode(), headers=h)
     assert r.status == 200, r
-    assert r.json()["imported"] == 2 and [e["row"] for e in r.json()["errors"]] == [2], r.json()
+    assert r.json()["imported"] == 2 and [e["row"] for e in r.json()["errors"]] == [2, 4], r.json()
+    assert "not well-formed CSV" in r.json()["errors"][1]["error"], r.json()
     names = dict(sql(d, "SELECT sku, product_name FROM inventory_items WHERE sku LIKE 'C-%'"))
     assert names == {"C-1": "Blue, large", 'C-"3': None}, names
     assert_error(d.post("/api/inventory/import", b"on_hand\n1\n", headers=h), 400, "invalid_body")
@@ -516,3 +531,85 @@ def test_inventory_endpoints(make_daemon, fake, certs):
     wait_wf(d, "7982", ("failed", "validated"))
     assert "no inventory row" in sql(d, "SELECT w.last_error FROM order_workflows w JOIN orders o ON"
                                         " o.id = w.order_id WHERE o.tiktok_order_id = '7982'")[0][0]
+
+
+def test_orders_from_before_the_engine_get_their_run_at_migrate(make_daemon, fake, certs):
+    """Upgrade: orders stored under 008 that TikTok has not shipped, and run requests stored
+    then, run after --migrate; shipped or delivered orders get no run."""
+    conf = {"tiktok": {"api_base": fake.url, "ca_file": os.path.join(certs, "ca.pem")},
+            "auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "0"},
+            "workflow": {"claim_interval": "200ms"}}
+    d = make_daemon(overrides=conf)
+    old = os.path.join(d.dir, "sql-008")
+    os.makedirs(old)
+    for f in sorted(os.listdir(ofharness.migrations_dir())):
+        if f.endswith(".sql") and int(f[:3]) <= 8:
+            with open(os.path.join(ofharness.migrations_dir(), f)) as src, \
+                    open(os.path.join(old, f), "w") as dst:
+                dst.write(src.read())
+    d.set("postgres", "migrations_dir", old)
+    d.write_config()
+    d.migrate()
+    seed_shop(d)
+    cid = creator(d)
+    for num, st in (("7901", "AWAITING_SHIPMENT"), ("7902", "DELIVERED"), ("7903", "AWAITING_SHIPMENT")):
+        oid = sql(d, "INSERT INTO orders (user_id, shop_id, tiktok_order_id, order_number, order_status,"
+                     " tiktok_status, subtotal, tax, total_amount, currency, customer_name, shipping_address,"
+                     " order_date)"
+                     " SELECT %s, s.id, %s, %s,"
+                     " 'confirmed', %s, 4, 0, 4, 'USD', 'Ann', '{}', now() FROM shops s RETURNING id::text",
+                  (cid, num, "ORD-" + num, st))[0][0]
+        sql(d, "INSERT INTO order_items (order_id, user_id, tiktok_product_id, sku_id, product_name,"
+               " product_sku, quantity, unit_price, total_price) VALUES (%s, %s, 'p', 'k', 'Mug',"
+               " %s, 1, 4, 4)", (oid, cid, "S-" + SKU_A))
+    # A request stored when nothing ran them (the dashboard API of 008).
+    sql(d, "INSERT INTO order_workflows (order_id, user_id, workflow_name, current_step)"
+           " SELECT id, user_id, 'digital', 'requested' FROM orders WHERE tiktok_order_id = '7903'")
+    d.set("postgres", "migrations_dir", ofharness.migrations_dir())
+    d.write_config()
+    d.migrate()
+    stock(d, "S-" + SKU_A, 5)
+    d.start(migrate=False)
+    wait_wf(d, "7901", ("waiting", "ready_to_ship", "shipment", "ready_to_ship"))
+    wait_wf(d, "7903", ("completed", "completed", "", "completed"))
+    assert sql(d, "SELECT workflow_name FROM order_workflows w JOIN orders o ON o.id = w.order_id"
+                  " WHERE o.tiktok_order_id = '7903'") == [("digital",)]
+    assert wf(d, "7902") is None
+    assert stock_of(d, "S-" + SKU_A) == (5, 1)
+
+
+def test_inbox_pages_in_deadline_order(make_daemon, fake, certs):
+    """GET /api/workflows: earliest TikTok deadline first, runs without one last; the cursor
+    neither repeats nor skips a run; repeated status parameters add up; times are RFC 3339."""
+    now = int(time.time())
+    # Stored out of deadline order; none has stock, so each waits for it.
+    for num, hours in (("7601", 30), ("7602", 10), ("7603", 50), ("7604", 20), ("7605", 40)):
+        order(fake, num, [line("l1", SKU_A, "5.00")], rts_sla_time=now + hours * 3600)
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 0)
+    d.start(migrate=False)
+    for num in ("7601", "7602", "7603", "7604", "7605"):
+        hook(d, num, "p" + num)
+    for num in ("7601", "7602", "7603", "7604", "7605"):
+        wait_wf(d, num, ("waiting", "validated", "stock"))
+    sql(d, "UPDATE order_workflows w SET deadline_at = NULL FROM orders o WHERE o.id = w.order_id"
+           " AND o.tiktok_order_id = '7603'")
+    seen, cursor = [], None
+    for _ in range(5):
+        path = "/api/workflows?status=waiting&status=failed&limit=2"
+        if cursor:
+            path += "&cursor=" + cursor
+        r = api(d, "GET", path)
+        assert r.status == 200, r
+        doc = r.json()
+        seen += [w["tiktok_order_id"] for w in doc["workflows"]]
+        for w in doc["workflows"]:
+            assert "T" in w["waiting_since"] and "T" in w["updated_at"], w
+            assert w["deadline"] is None or "T" in w["deadline"], w
+            assert w["reason"] == "waiting for stock", w
+        cursor = doc["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["7602", "7604", "7601", "7605", "7603"], seen
+    assert api(d, "GET", "/api/workflows?status=failed").json()["workflows"] == []
+    assert_error(api(d, "GET", "/api/workflows?cursor=12.5_" + "0" * 36), 400, "invalid_parameter")
