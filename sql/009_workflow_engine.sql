@@ -339,7 +339,7 @@ $$;
 --                started unnamed (sql/007's apply statement inserts it)
 -- A next state: step, action, status, wait (or null), due_ms (retry_after =
 -- now() + due_ms; null: not due), attempt, seq, hist (step_history entries
--- to append), error (last_error; null clears), errors_add, wf_status
+-- to append), error (last_error; null clears, absent keeps), errors_add, wf_status
 -- (orders.workflow_status, or null), order_status (through order_change,
 -- or null), comp (the compensations owed, next first), end_status,
 -- paused_from, terminal, final
@@ -480,7 +480,7 @@ BEGIN
                     WITH ORDINALITY AS h(e, k)
                     WHERE k > jsonb_array_length(w.step_history) + jsonb_array_length(hist) - 200)
                 END,
-            last_error = t ->> 'error',
+            last_error = CASE WHEN t ? 'error' THEN t ->> 'error' ELSE w.last_error END,
             error_count = w.error_count + coalesce((t ->> 'errors_add')::integer, 0),
             compensate = coalesce((SELECT array_agg(c ORDER BY k)
                 FROM jsonb_array_elements_text(t -> 'comp') WITH ORDINALITY AS x(c, k)), '{}'),

@@ -23,7 +23,11 @@
  * The idempotency key of a step is "<run id>:<seq>:<action>": the same
  * for every attempt and resume of that step, different for a later visit.
  * Actions with effects outside PostgreSQL (the next integrations) send
- * it, so a retried or resumed step never acts twice.
+ * it, so a retried or resumed step never acts twice.  A run without a row
+ * yet (a start requested through the API) is keyed "new:..." until its
+ * first commit; that commit comes before any action with an outside
+ * effect can run, as long as such actions are commit points (the stock
+ * actions are, and so must the next integrations' be).
  *
  * Manual actions (retry, skip, cancel, pause, resume, approve, reject)
  * are decided here too: wf_step_allowed says which the run takes now.

@@ -194,9 +194,9 @@ wf_hist_action(struct wf_sim *s, const struct wf_step_env *env, int a, const cha
 static json_t *
 wf_sim_then(const struct wf_sim *s)
 {
-	json_t *t = json_pack("{s:s,s:i,s:s,s:i,s:i,s:O,s:b,s:b,s:[]}",
+	json_t *t = json_pack("{s:s,s:i,s:s,s:i,s:i,s:o,s:b,s:b,s:[]}",
 	    "step", wf_sim_state(s)->name, "action", s->action, "status",
-	    wf_status_name(s->status), "attempt", s->attempt, "seq", s->seq, "hist", s->hist,
+	    wf_status_name(s->status), "attempt", s->attempt, "seq", s->seq, "hist", json_copy(s->hist),
 	    "terminal", s->terminal, "lease", s->lease, "comp");
 
 	for (int i = 0; i < s->ncomp; i++)
@@ -260,6 +260,16 @@ wf_sim_rest(struct wf_sim *s)
 	s->due_ms = -1;
 }
 
+static void wf_key(const struct wf_run *r, int state, int action, int seq, const char *pending,
+    char *buf, size_t size);
+
+/* The idempotency key of the step the copy stands at. */
+static void
+wf_sim_key(const struct wf_sim *s, char *buf, size_t size)
+{
+	wf_key(s->r, s->state, s->action, s->seq, s->pending, buf, size);
+}
+
 /* ---- compensation and endings ------------------------------------------------ */
 
 /* Compensations in reverse order, then end_status. */
@@ -308,6 +318,7 @@ wf_sim_compensate(struct wf_sim *s, const struct wf_step_env *env)
 	wf_hist_action(s, env, a, "compensated");
 	memmove(s->comp, s->comp + 1, (size_t)(s->ncomp - 1) * sizeof(int));
 	s->ncomp--;
+	s->attempt = 0;
 	if (s->ncomp == 0) {
 		/* The last one: end in the same commit. */
 		c = wf_sim_end(s, s->end_status);
@@ -330,6 +341,7 @@ wf_sim_fail(struct wf_sim *s, const struct wf_step_env *env, int a, const char *
 	json_object_set_new(a >= 0 ? wf_hist_action(s, env, a, "failed") : wf_hist(s, env, "failed"),
 	    "error", json_string(why));
 	s->status = WF_FAILED;
+	s->wait[0] = '\0';
 	snprintf(s->error, sizeof(s->error), "%s", why);
 	s->errors_add = 1;
 	wf_sim_rest(s);
@@ -484,7 +496,7 @@ wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 		s->due_ms = env->inventory_wait_ms > 0 ? env->inventory_wait_ms : 1000;
 		return wf_item(s->r, NULL, wf_sim_then(s));
 	}
-	wf_step_key(s->r, key, sizeof(key));
+	wf_sim_key(s, key, sizeof(key));
 	at = wf_sim_then(s);
 	/* Each outcome gets its own copy of the history so far. */
 	ok.hist = json_deep_copy(s->hist);
@@ -523,7 +535,7 @@ wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
 	char key[128];
 	json_t *at = wf_sim_then(s), *c;
 
-	wf_step_key(s->r, key, sizeof(key));
+	wf_sim_key(s, key, sizeof(key));
 	json_object_set_new(wf_hist_action(s, env, a, "done"), "key", json_string(key));
 	s->action++;
 	s->attempt = 0;
@@ -646,6 +658,8 @@ wf_step_next(const struct wf_run *r, const struct wf_step_env *env)
 			/* Only a person moves it on; woken for nothing: rest again. */
 			wf_sim_rest(&s);
 			c = wf_item(r, NULL, wf_sim_then(&s));
+			/* Not a step: last_error and error_count stay (wf_commit keeps an absent error). */
+			json_object_del(json_object_get(c, "then"), "error");
 		} else if (s.status == WF_WAITING && strcmp(s.wait, WF_WAIT_CANCEL) == 0) {
 			/* The buyer withdrew the request: go on where it was. */
 			wf_hist(&s, env, "cancel_withdrawn");
@@ -679,6 +693,7 @@ wf_sim_at(struct wf_sim *s, struct wf_run *tmp, const struct wf_run *r, json_t *
 	}
 	wrap = json_pack("{s:O}", "then", at);
 	wf_step_committed(tmp, wrap, NULL, r->version);
+	tmp->named = r->named;
 	json_decref(wrap);
 	wf_sim_init(s, tmp);
 	json_decref(s->hist);
@@ -725,6 +740,8 @@ wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env, con
 		s.due_ms = delay;
 		c = wf_item(&tmp, NULL, wf_sim_then(&s));
 	}
+	if (json_object_get(item, "audit") != NULL)
+		json_object_set(c, "audit", json_object_get(item, "audit"));
 	json_decref(s.hist);
 	return c;
 }
@@ -881,10 +898,7 @@ wf_sim_manual(struct wf_sim *s, const struct wf_step_env *env, int m)
 	case WF_M_RESUME:
 		s->status = s->paused_from >= 0 ? s->paused_from : WF_RUNNING;
 		s->paused_from = -1;
-		if (s->status == WF_WAITING) {
-			wf_sim_rest(s);
-			return wf_item(s->r, NULL, wf_sim_then(s));
-		}
+		/* A wait may have ended while paused: its action again, as a wake does. */
 		return wf_sim_run(s, env);
 	default:
 		return wf_sim_decide(s, env, m == WF_M_APPROVE);
@@ -915,12 +929,29 @@ wf_step_manual(const struct wf_run *r, const struct wf_step_env *env, int m, con
 	return c;
 }
 
+/* "<id>:<seq>:<action>" of the action at (state, action, pending) of r. */
+static void
+wf_key(const struct wf_run *r, int state, int action, int seq, const char *pending, char *buf,
+    size_t size)
+{
+	const struct wf_state *st = &r->def->states[state];
+	int a = -1;
+
+	if (pending[0] != '\0') {
+		const struct wf_transition *tr = wf_def_on(r->def, state, pending);
+		const struct wf_alt *alt = tr != NULL ? wf_def_choose(tr, r->facts) : NULL;
+
+		if (alt != NULL && action < alt->nactions)
+			a = alt->actions[action];
+	} else if (action < st->nentry) {
+		a = st->entry[action];
+	}
+	snprintf(buf, size, "%s:%d:%s", r->id[0] ? r->id : "new", seq,
+	    a >= 0 ? wf_action_info(a)->name : st->name);
+}
+
 void
 wf_step_key(const struct wf_run *r, char *buf, size_t size)
 {
-	const struct wf_state *st = &r->def->states[r->state];
-	int a = r->action < st->nentry ? st->entry[r->action] : -1;
-
-	snprintf(buf, size, "%s:%d:%s", r->id[0] ? r->id : "new", r->seq,
-	    a >= 0 ? wf_action_info(a)->name : st->name);
+	wf_key(r, r->state, r->action, r->seq, r->pending, buf, size);
 }

@@ -194,6 +194,8 @@ sim_start(struct wf_def *d)
 			s = &sims[i];
 		}
 	assert_non_null(s);
+	if (s == NULL)
+		abort();	/* for the compiler: assert_non_null is not noreturn */
 	memset(s, 0, sizeof(*s));
 	wf_step_init(&s->r, d);
 	snprintf(s->r.id, sizeof(s->r.id), "wf-1");
