@@ -44,7 +44,8 @@ COMMENT ON FUNCTION order_log(jsonb) IS 'Writes the status history and audit row
 --               audit, and one order_actions row per name in actions
 -- Each element: n (its place), key, user_id, status, version (or null),
 -- reason, source, actor, changed_by, meta (history metadata, merged into
--- the audit "after"), actions (text[]).  Rows come back in n order; with
+-- the audit "after"), actions (text[]), workflow_status (or null: the
+-- workflow engine sets it with the status, in the same row write).  Rows come back in n order; with
 -- p_with_order the changed order's row comes back as JSON.
 CREATE FUNCTION order_change(p_items jsonb, p_machine jsonb, p_with_order boolean)
 RETURNS TABLE (n integer, key text, verdict text, order_id uuid, user_id uuid,
@@ -54,7 +55,7 @@ LANGUAGE sql AS $$
     WITH req AS (
         SELECT * FROM jsonb_to_recordset(p_items) AS x(n integer, key text, user_id uuid,
             status order_status, version integer, reason text, source text, actor text,
-            changed_by uuid, meta jsonb, actions text[])
+            changed_by uuid, meta jsonb, actions text[], workflow_status workflow_status)
     ), m AS (
         SELECT req.*, o.id AS oid, o.tiktok_order_id AS tid, o.order_status AS prev,
             o.version AS cur
@@ -72,41 +73,54 @@ LANGUAGE sql AS $$
             ELSE 'ok' END AS verdict
         FROM m
     ), up AS (
+        -- What the steps below need of j comes back with the row: a join of
+        -- two CTEs (estimated at one row each) would be quadratic.
         UPDATE orders x SET order_status = j.status, version = x.version + 1,
+            workflow_status = coalesce(j.workflow_status, x.workflow_status),
             shipped_date = CASE WHEN j.status = 'shipped'
                 THEN coalesce(x.shipped_date, now()) ELSE x.shipped_date END,
             delivered_date = CASE WHEN j.status = 'delivered'
                 THEN coalesce(x.delivered_date, now()) ELSE x.delivered_date END
         FROM j WHERE x.id = j.oid AND j.verdict = 'ok'
-        RETURNING x.*
+        RETURNING x AS row, j.n, j.key, j.prev, j.cur, j.reason, j.changed_by, j.source,
+            j.meta, j.actor, j.actions
     ), lg AS (
-        SELECT order_log(coalesce(jsonb_agg(jsonb_build_object('order_id', up.id,
-            'user_id', up.user_id, 'prev_status', j.prev, 'new_status', up.order_status,
-            'reason', j.reason, 'changed_by', j.changed_by, 'source', j.source, 'meta', j.meta,
-            'actor', j.actor, 'action', 'order.status_changed',
-            'before', jsonb_build_object('order_status', j.prev, 'version', j.cur),
-            'after', jsonb_build_object('order_status', up.order_status, 'version', up.version,
-                'reason', j.reason) || coalesce(j.meta, '{}'))), '[]')) AS logged
-        FROM up JOIN j ON j.oid = up.id AND j.verdict = 'ok'
+        SELECT order_log(coalesce(jsonb_agg(jsonb_build_object('order_id', (up.row).id,
+            'user_id', (up.row).user_id, 'prev_status', up.prev,
+            'new_status', (up.row).order_status, 'reason', up.reason,
+            'changed_by', up.changed_by, 'source', up.source, 'meta', up.meta,
+            'actor', up.actor, 'action', 'order.status_changed',
+            'before', jsonb_build_object('order_status', up.prev, 'version', up.cur),
+            'after', jsonb_build_object('order_status', (up.row).order_status,
+                'version', (up.row).version, 'reason', up.reason) || coalesce(up.meta, '{}'))),
+            '[]')) AS logged
+        FROM up
     ), wk AS (
         -- A cancelled order's live workflow must compensate: wake it (sql/009).
         UPDATE order_workflows w SET retry_after = now()
-        FROM up WHERE w.order_id = up.id AND up.order_status = 'cancelled'
+        FROM up WHERE w.order_id = (up.row).id AND (up.row).order_status = 'cancelled'
         AND w.workflow_status::text IN ('running', 'waiting', 'paused', 'failed')
         RETURNING 1
     ), ac AS (
         INSERT INTO order_actions (order_id, user_id, action, payload)
-        SELECT up.id, up.user_id, a, jsonb_build_object('status', up.order_status, 'reason', j.reason)
-        FROM up JOIN j ON j.oid = up.id AND j.verdict = 'ok' CROSS JOIN unnest(j.actions) a
-        RETURNING order_actions.order_id, order_actions.action
+        SELECT (up.row).id, (up.row).user_id, a, jsonb_build_object('status',
+            (up.row).order_status, 'reason', up.reason)
+        FROM up CROSS JOIN unnest(up.actions) a
+        RETURNING 1
+    ), cnt AS (
+        -- (ac runs without being read: a data-modifying CTE always does)
+        SELECT (SELECT lg.logged FROM lg) + (SELECT count(*) FROM wk) AS logged
     )
-    SELECT j.n, j.key, j.verdict, j.oid, j.user_id, j.tid, j.prev, coalesce(up.version, j.cur),
-        p_machine -> j.prev::text,
-        CASE WHEN p_with_order THEN to_jsonb(up) END,
-        coalesce((SELECT jsonb_agg(ac.action ORDER BY ac.action) FROM ac
-            WHERE ac.order_id = up.id), '[]'),
-        (SELECT lg.logged FROM lg) + (SELECT count(*) FROM wk)
-    FROM j LEFT JOIN up ON up.id = j.oid AND j.verdict = 'ok'
-    ORDER BY j.n
+    SELECT up.n, up.key, 'ok', (up.row).id, (up.row).user_id, (up.row).tiktok_order_id,
+        up.prev, (up.row).version, p_machine -> up.prev::text,
+        CASE WHEN p_with_order THEN to_jsonb(up.row) END,
+        coalesce((SELECT jsonb_agg(a ORDER BY a) FROM unnest(up.actions) a), '[]'),
+        cnt.logged
+    FROM up, cnt
+    UNION ALL
+    SELECT j.n, j.key, j.verdict, j.oid, j.user_id, j.tid, j.prev, j.cur,
+        p_machine -> j.prev::text, NULL, '[]', cnt.logged
+    FROM j, cnt WHERE j.verdict <> 'ok'
+    ORDER BY 1
 $$;
 COMMENT ON FUNCTION order_change(jsonb, jsonb, boolean) IS 'The one write path of order status changes by people and the workflow engine: state machine, version, history, audit, queued actions.';

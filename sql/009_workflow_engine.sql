@@ -173,17 +173,22 @@ $$;
 -- user_id, policy (what a SKU without an inventory row means: not_tracked,
 -- or needs_attention).  Outcome per order: ok (reserved now, or already),
 -- nostock (missing: the SKUs short), untracked (missing: the SKUs without
--- a row).  The stock rows are locked once, in (user_id, sku) order, and
--- each is written once for the whole set: a viral SKU costs one row write
--- per batch, not per order.  reserved <= on_hand is checked here; the
--- table's CHECK is only the backstop.
+-- a row); items and qtys: the stock it takes now (empty when it takes
+-- none).  The reservation rows are inserted here; the stock rows are not
+-- written: the caller takes the whole set's units with inventory_take at
+-- the very end of its transaction, so a viral SKU's row is written once
+-- per batch and locked only for the commit, not for the whole batch.
 CREATE FUNCTION inventory_reserve(p jsonb)
-RETURNS TABLE (order_id uuid, outcome text, missing text) LANGUAGE plpgsql AS $$
+RETURNS TABLE (order_id uuid, outcome text, missing text, items uuid[], qtys integer[])
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     o record;
     l record;
-    avail jsonb := '{}';
+    -- The free units of each stock row the set needs: v_free[k] of v_item[k].
+    v_item uuid[] := '{}';
+    v_free integer[] := '{}';
+    k integer;
     a_order uuid[] := '{}';
     a_user uuid[] := '{}';
     a_item uuid[] := '{}';
@@ -193,15 +198,16 @@ DECLARE
     miss text[];
     lines jsonb;
 BEGIN
-    -- Lock and read every stock row the set needs, in a fixed order.
+    -- Read (not lock) every stock row the set needs: inventory_take checks
+    -- again, under the lock, that the units are still there.
     FOR l IN SELECT ii.id, ii.on_hand - ii.reserved AS free
         FROM inventory_items ii WHERE ii.id IN (
             SELECT ii2.id FROM jsonb_to_recordset(p) AS x(order_id uuid, user_id uuid)
             JOIN order_items i ON i.order_id = x.order_id
             JOIN inventory_items ii2 ON ii2.user_id = x.user_id AND ii2.sku = i.product_sku)
-        ORDER BY ii.user_id, ii.sku FOR UPDATE
     LOOP
-        avail := avail || jsonb_build_object(l.id::text, l.free);
+        v_item := v_item || l.id;
+        v_free := v_free || l.free;
     END LOOP;
 
     FOR o IN SELECT x.n, x.order_id AS oid, x.user_id AS uid, x.policy
@@ -210,7 +216,7 @@ BEGIN
     LOOP
         IF EXISTS (SELECT 1 FROM inventory_reservations r
                    WHERE r.order_id = o.oid AND r.status = 'active') THEN
-            order_id := o.oid; outcome := 'ok'; missing := NULL;
+            order_id := o.oid; outcome := 'ok'; missing := NULL; items := '{}'; qtys := '{}';
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -227,20 +233,22 @@ BEGIN
                 IF o.policy = 'needs_attention' THEN
                     ok := false; why := 'untracked'; miss := miss || l.sku;
                 END IF;
-            ELSIF (avail ->> l.item::text)::integer < l.qty THEN
+            ELSIF v_free[array_position(v_item, l.item)] < l.qty THEN
                 ok := false;
                 IF why IS NULL THEN why := 'nostock'; END IF;
                 IF why = 'nostock' THEN miss := miss || l.sku; END IF;
             END IF;
         END LOOP;
+        items := '{}'; qtys := '{}';
         IF ok THEN
             FOR l IN SELECT * FROM jsonb_to_recordset(lines) AS y(sku text, item uuid, qty integer)
                 WHERE y.item IS NOT NULL
             LOOP
-                avail := jsonb_set(avail, ARRAY[l.item::text],
-                    to_jsonb((avail ->> l.item::text)::integer - l.qty));
+                k := array_position(v_item, l.item);
+                v_free[k] := v_free[k] - l.qty;
                 a_order := a_order || o.oid; a_user := a_user || o.uid;
                 a_item := a_item || l.item; a_qty := a_qty || l.qty;
+                items := items || l.item; qtys := qtys || l.qty;
             END LOOP;
         END IF;
         order_id := o.oid;
@@ -252,9 +260,29 @@ BEGIN
     INSERT INTO inventory_reservations (user_id, order_id, inventory_item_id, quantity)
     SELECT u, r, i, q FROM unnest(a_user, a_order, a_item, a_qty) AS x(u, r, i, q)
     ON CONFLICT DO NOTHING;
-    UPDATE inventory_items ii SET reserved = ii.reserved + s.q
-    FROM (SELECT i AS item, sum(q) AS q FROM unnest(a_item, a_qty) AS x(i, q) GROUP BY i) s
-    WHERE ii.id = s.item;
+END $$;
+
+-- Take qtys[k] units of stock row items[k] (each row once), under the
+-- row's lock, in (user_id, sku) order; serialization_failure (the caller
+-- retries the whole transaction) when a row no longer has them because
+-- another transaction took or removed them since inventory_reserve read it.
+CREATE FUNCTION inventory_take(p_items uuid[], p_qtys integer[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    taken integer;
+BEGIN
+    -- NO KEY UPDATE: the reservation rows' foreign keys hold KEY SHARE
+    -- locks on these rows, which FOR UPDATE would wait for.
+    PERFORM 1 FROM inventory_items ii WHERE ii.id = ANY (p_items)
+        ORDER BY ii.user_id, ii.sku FOR NO KEY UPDATE;
+    UPDATE inventory_items ii SET reserved = ii.reserved + t.q
+    FROM unnest(p_items, p_qtys) AS t(i, q)
+    WHERE ii.id = t.i AND ii.on_hand - ii.reserved >= t.q;
+    GET DIAGNOSTICS taken = ROW_COUNT;
+    IF taken <> cardinality(p_items) THEN
+        RAISE EXCEPTION 'the stock of % SKUs changed while it was being reserved',
+            cardinality(p_items) - taken USING ERRCODE = 'serialization_failure';
+    END IF;
 END $$;
 
 -- Release (p_consume false) or consume (true: shipped, on_hand goes down
@@ -267,7 +295,7 @@ BEGIN
     PERFORM 1 FROM inventory_items ii WHERE ii.id IN (
         SELECT r.inventory_item_id FROM inventory_reservations r
         WHERE r.order_id = ANY (p_orders) AND r.status = 'active')
-    ORDER BY ii.user_id, ii.sku FOR UPDATE;
+    ORDER BY ii.user_id, ii.sku FOR NO KEY UPDATE;
     RETURN QUERY
     WITH r AS (
         UPDATE inventory_reservations r
@@ -363,11 +391,26 @@ DECLARE
     ids uuid[] := '{}';
     verdicts text[] := '{}';
     res jsonb := '{}';
-    reserve jsonb := '[]';
+    -- The reservations asked for, as arrays: appending to a jsonb value
+    -- copies it, which made a batch quadratic.
+    r_n integer[] := '{}';
+    r_order uuid[] := '{}';
+    r_user uuid[] := '{}';
+    r_policy text[] := '{}';
     rel uuid[] := '{}';
     con uuid[] := '{}';
     r record;
-    changes jsonb := '[]';
+    take_items uuid[];
+    take_qtys integer[];
+    refused integer[];
+    -- The status changes the states ask for (order_change), as arrays.
+    c_n integer[] := '{}';
+    c_order uuid[] := '{}';
+    c_user uuid[] := '{}';
+    c_status text[] := '{}';
+    c_wf_status text[] := '{}';
+    c_step text[] := '{}';
+    c_wf uuid[] := '{}';
     out_version integer;
     hist jsonb;
 BEGIN
@@ -408,8 +451,10 @@ BEGIN
         END IF;
         IF verdicts[array_length(verdicts, 1)] = 'ok' THEN
             IF it.effect = 'reserve' THEN
-                reserve := reserve || jsonb_build_object('n', it.n, 'order_id', it."order",
-                    'user_id', it."user", 'policy', coalesce(it.policy, 'not_tracked'));
+                r_n := r_n || it.n;
+                r_order := r_order || it."order";
+                r_user := r_user || it."user";
+                r_policy := r_policy || coalesce(it.policy, 'not_tracked');
             ELSIF it.effect = 'release' THEN
                 rel := rel || it."order";
             ELSIF it.effect = 'consume' THEN
@@ -419,11 +464,17 @@ BEGIN
     END LOOP;
 
     -- Pass 2: the effects, each set-based.
-    IF jsonb_array_length(reserve) > 0 THEN
-        FOR r IN SELECT * FROM inventory_reserve(reserve) LOOP
-            res := res || jsonb_build_object(r.order_id::text,
-                jsonb_build_object('outcome', r.outcome, 'missing', r.missing));
-        END LOOP;
+    IF array_length(r_n, 1) > 0 THEN
+        WITH x AS MATERIALIZED (SELECT * FROM inventory_reserve((SELECT jsonb_agg(
+                jsonb_build_object('n', a.n, 'order_id', a.o, 'user_id', a.u, 'policy', a.p)
+                ORDER BY a.n) FROM unnest(r_n, r_order, r_user, r_policy) AS a(n, o, u, p)))),
+            tk AS (SELECT u.i, sum(u.q)::integer AS q FROM x, unnest(x.items, x.qtys) AS u(i, q)
+                GROUP BY u.i)
+        SELECT (SELECT jsonb_object_agg(x.order_id::text, jsonb_build_object('outcome', x.outcome,
+                'missing', x.missing)) FROM x),
+            (SELECT array_agg(tk.i ORDER BY tk.i) FROM tk),
+            (SELECT array_agg(tk.q ORDER BY tk.i) FROM tk)
+        INTO res, take_items, take_qtys;
     END IF;
     IF array_length(rel, 1) > 0 THEN
         PERFORM inventory_settle(rel, false);
@@ -515,16 +566,19 @@ BEGIN
                 'failed', 'compensating') DO NOTHING
             RETURNING id::text INTO outcome;
         END IF;
-        IF t ->> 'wf_status' IS NOT NULL THEN
+        IF t ->> 'order_status' IS NOT NULL THEN
+            -- order_change sets the workflow status too: one write of the row.
+            c_n := c_n || it.n;
+            c_order := c_order || it."order";
+            c_user := c_user || it."user";
+            c_status := c_status || (t ->> 'order_status');
+            c_wf_status := c_wf_status || (t ->> 'wf_status');
+            c_step := c_step || (t ->> 'step');
+            c_wf := c_wf || wf_id;
+        ELSIF t ->> 'wf_status' IS NOT NULL THEN
             UPDATE orders o SET workflow_status = (t ->> 'wf_status')::workflow_status
             WHERE o.id = it."order" AND o.workflow_status IS DISTINCT FROM
                 (t ->> 'wf_status')::workflow_status;
-        END IF;
-        IF t ->> 'order_status' IS NOT NULL THEN
-            changes := changes || jsonb_build_object('n', it.n, 'key', it."order"::text,
-                'user_id', it."user", 'status', t ->> 'order_status',
-                'reason', 'workflow step ' || (t ->> 'step'), 'source', 'system',
-                'actor', 'workflow', 'meta', jsonb_build_object('workflow_id', wf_id));
         END IF;
         IF it.audit IS NOT NULL THEN
             INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)
@@ -535,8 +589,27 @@ BEGIN
     END LOOP;
 
     -- Status changes the states ask for, where the state machine allows
-    -- them (an order TikTok already moved on is left as it is).
-    IF jsonb_array_length(changes) > 0 THEN
-        PERFORM 1 FROM order_change(changes, p_machine, false);
+    -- them (an order TikTok already moved on keeps its status); the
+    -- workflow status is set either way.
+    IF array_length(c_n, 1) > 0 THEN
+        SELECT array_agg(ch.n) INTO refused
+        FROM order_change((SELECT jsonb_agg(jsonb_build_object('n', c.n, 'key', c.o::text,
+                'user_id', c.u, 'status', c.st, 'workflow_status', c.ws,
+                'reason', 'workflow step ' || c.step, 'source', 'system', 'actor', 'workflow',
+                'meta', jsonb_build_object('workflow_id', c.wf)) ORDER BY c.n)
+            FROM unnest(c_n, c_order, c_user, c_status, c_wf_status, c_step, c_wf)
+                AS c(n, o, u, st, ws, step, wf)), p_machine, false) ch
+        WHERE ch.verdict <> 'ok';
+        IF refused IS NOT NULL THEN
+            UPDATE orders o SET workflow_status = c.ws::workflow_status
+            FROM unnest(c_n, c_order, c_wf_status) AS c(n, o, ws)
+            WHERE c.n = ANY (refused) AND o.id = c.o AND c.ws IS NOT NULL
+            AND o.workflow_status IS DISTINCT FROM c.ws::workflow_status;
+        END IF;
+    END IF;
+
+    -- Last, so the stock rows are locked only for the commit.
+    IF take_items IS NOT NULL THEN
+        PERFORM inventory_take(take_items, take_qtys);
     END IF;
 END $$;

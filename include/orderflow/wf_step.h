@@ -13,7 +13,10 @@
  * element wf_commit (sql/009) takes, with the run's next state (for a
  * reservation, one next state per outcome: ok, nostock, untracked) and
  * the step history entries of every step it took, each with its timing
- * and attempt.  Once committed, wf_step_committed moves the run there.
+ * and attempt.  Past an effect that succeeds, the next state goes on
+ * through the pure steps that follow, to the next wait, end or effect, so
+ * a standard order takes one commit from new to ready_to_ship.  Once
+ * committed, wf_step_committed moves the run there.
  *
  * Every step a run takes is in its history; a commit that is lost
  * (crash) is simply decided again from the last committed state, and one

@@ -47,7 +47,7 @@ static const char rest_inv_list_sql[] =
 /* Set one SKU (created when missing): $3 on_hand, $4 name, $5 low_stock, $6 If-Match. */
 static const char rest_inv_put_sql[] =
     "WITH cur AS (SELECT id, on_hand, reserved, version FROM inventory_items"
-    "  WHERE user_id = $1::uuid AND sku = $2 FOR UPDATE),"
+    "  WHERE user_id = $1::uuid AND sku = $2 FOR NO KEY UPDATE),"
     " chk AS (SELECT CASE WHEN $6::integer IS NOT NULL AND"
     "  coalesce((SELECT version FROM cur), 0) <> $6::integer THEN 'stale'"
     "  WHEN coalesce((SELECT reserved FROM cur), 0) > $3::integer THEN 'reserved'"
@@ -67,7 +67,7 @@ static const char rest_inv_put_sql[] =
 /* Add $3 units (may be negative) to one SKU, with the reason $4. */
 static const char rest_inv_adjust_sql[] =
     "WITH cur AS (SELECT id, on_hand, reserved, version FROM inventory_items"
-    "  WHERE user_id = $1::uuid AND sku = $2 FOR UPDATE),"
+    "  WHERE user_id = $1::uuid AND sku = $2 FOR NO KEY UPDATE),"
     " chk AS (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM cur) THEN 'not_found'"
     "  WHEN (SELECT on_hand FROM cur) + $3::integer < 0 THEN 'negative'"
     "  WHEN (SELECT on_hand FROM cur) + $3::integer < (SELECT reserved FROM cur) THEN 'reserved'"
@@ -91,7 +91,7 @@ static const char rest_inv_import_sql[] =
     "WITH src AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(n integer, sku text,"
     "  on_hand integer, product_name text, low_stock integer)),"
     " lk AS (SELECT i.id, i.sku, i.reserved FROM inventory_items i JOIN src s ON s.sku = i.sku"
-    "  WHERE i.user_id = $1::uuid ORDER BY i.sku FOR UPDATE OF i),"
+    "  WHERE i.user_id = $1::uuid ORDER BY i.sku FOR NO KEY UPDATE OF i),"
     " bad AS (SELECT s.n, s.sku, lk.reserved FROM src s JOIN lk ON lk.sku = s.sku"
     "  WHERE s.on_hand < lk.reserved),"
     " upd AS (UPDATE inventory_items i SET on_hand = s.on_hand,"

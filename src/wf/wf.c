@@ -182,25 +182,33 @@ static void wf_job_idle(struct wf_job *j);
 
 /* ---- statements ---------------------------------------------------------------- */
 
+/*
+ * The runs named by id ($1) or order ($2), each leased when free.  Written
+ * for the planner: an IN over one index each (an OR of the two made it
+ * filter every live run), and the leased ones as an array, not a join
+ * (estimated at a dozen rows, a join of CTEs became quadratic).
+ */
 static const char wf_load_sql[] =
     "WITH t AS (SELECT w.id FROM order_workflows w"
-    "  WHERE (w.id = ANY ($1::uuid[]) OR w.order_id = ANY ($2::uuid[]))"
+    "  WHERE w.id IN (SELECT unnest($1::uuid[]) UNION ALL SELECT x.id FROM order_workflows x"
+    "  WHERE x.order_id = ANY ($2::uuid[]))"
     "  AND w.workflow_status IN ('running', 'waiting', 'paused', 'failed', 'compensating')"
     "  FOR UPDATE),"
     " c AS (UPDATE order_workflows w SET lease_owner = $3,"
     "  lease_until = now() + $4::bigint * interval '1 millisecond' FROM t"
     "  WHERE w.id = t.id AND (w.lease_until IS NULL OR w.lease_until < now()"
-    "  OR w.lease_owner = $3) RETURNING w.id)"
+    "  OR w.lease_owner = $3) RETURNING w.id),"
+    " m AS (SELECT coalesce(array_agg(c.id), '{}') AS ids FROM c)"
     " SELECT w.id, w.order_id, w.user_id, w.tiktok_order_id, w.workflow_name,"
     "  w.definition_version, w.current_step, w.action_index, w.workflow_status, w.version,"
     "  w.attempt, w.seq, w.wait_kind, array_to_json(w.compensate)::text, w.end_status,"
     "  w.paused_from, w.terminal, w.cancel_decision IS NOT NULL, w.pending_trigger,"
     "  w.restart_with::text, (extract(epoch FROM w.deadline_at) * 1000)::bigint,"
-    "  order_facts(w.order_id)::text, cr.untracked_skus, c.id IS NOT NULL,"
+    "  order_facts(w.order_id)::text, cr.untracked_skus, w.id = ANY (m.ids),"
     "  CASE WHEN w.definition_version > 0 THEN (SELECT d.definition::text"
     "  FROM workflow_definitions d WHERE d.user_id = w.user_id AND d.name = w.workflow_name"
     "  AND d.version = w.definition_version) END"
-    " FROM t JOIN order_workflows w ON w.id = t.id LEFT JOIN c ON c.id = t.id"
+    " FROM t JOIN order_workflows w ON w.id = t.id CROSS JOIN m"
     " JOIN creators cr ON cr.id = w.user_id";
 
 enum {
@@ -1385,6 +1393,14 @@ wf_on_commit(struct pg_batch *b, void *arg)
 		return;
 	}
 	util_count(&wf->fig.commit_errors, 1);
+	if (strcmp(pg_batch_sqlstate(b), "40001") == 0 && wf->writer_tries == 0) {
+		/* Stock taken by another commit since it was read (inventory_take): decide again now. */
+		log_debug("workflow commit lost a race for stock; again", "items=%d", wf->nsent);
+		wf->writer_tries++;
+		wf_requeue_sent(wf, false);
+		wf_kick(wf);
+		return;
+	}
 	if (wf_transient(pg_batch_sqlstate(b))) {
 		log_info("workflow commit failed, will retry", "items=%d error=%s", wf->nsent,
 		    log_quote(error));

@@ -4,8 +4,9 @@
  * A decision works on a copy of the run (struct wf_sim) and records, for
  * every step it takes, a history entry; it ends in one commit item whose
  * "then" is the copy's final state.  A reservation cannot know its outcome
- * before it commits, so its item carries one next state per outcome and
- * the decision stops there: the engine decides again once it committed.
+ * before it commits, so its item carries one next state per outcome; the
+ * ok one goes on through the pure steps after it (wf_sim_go_on), the
+ * others stop there, and the engine decides again once it committed.
  */
 #include "config.h"
 
@@ -478,6 +479,29 @@ wf_sim_owe(struct wf_sim *s, int a)
 	s->ncomp++;
 }
 
+/*
+ * The "then" of a branch past an effect that succeeded: on through the
+ * pure steps that follow (to a wait, an end, a retry), so one commit holds
+ * the effect and what it leads to; the next effect stops it where it is,
+ * to be decided once this commit is in.
+ */
+static json_t *
+wf_sim_go_on(const struct wf_sim *s, const struct wf_step_env *env)
+{
+	struct wf_sim on = *s;
+	json_t *c, *t;
+
+	on.hist = json_deep_copy(s->hist);
+	/* What follows the effect was a decision of its own: its own step budget. */
+	on.steps = 0;
+	c = wf_sim_run(&on, env);
+	t = c != NULL && json_object_get(c, "effect") == NULL ? json_object_get(c, "then") : NULL;
+	t = t != NULL && json_object_get(t, "step") != NULL ? json_incref(t) : wf_sim_then(s);
+	json_decref(c);
+	json_decref(on.hist);
+	return t;
+}
+
 /* reserve_stock: one commit per outcome; the decision stops there. */
 static json_t *
 wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
@@ -511,7 +535,7 @@ wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 	ok.wait[0] = '\0';
 	ok.due_ms = 0;
 	ok.error[0] = '\0';
-	alts = json_pack("{s:o}", "ok", wf_sim_then(&ok));
+	alts = json_pack("{s:o}", "ok", wf_sim_go_on(&ok, env));
 	c = wf_sim_wait(&no, env, WF_A_RESERVE_STOCK, "stock");
 	json_object_set(alts, "nostock", json_object_get(c, "then"));
 	json_decref(c);
@@ -544,7 +568,7 @@ wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
 	s->error[0] = '\0';
 	/* Nothing is left to release once the stock shipped or went back. */
 	s->ncomp = 0;
-	c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", wf_sim_then(s));
+	c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", wf_sim_go_on(s, env));
 	json_object_set_new(c, "at", at);
 	return c;
 }

@@ -328,21 +328,7 @@ children_cpu_us() {
 
 # ---------------------------------------------------------------- servers
 log "scratch directory $SCRATCH"
-read -r pg_port <<<"$(free_ports 1)"
-if [ "${OF_PG_FSYNC:-on}" != on ]; then
-	log "OF_PG_FSYNC=$OF_PG_FSYNC ignored: this benchmark needs durable commits"
-fi
-export OF_PG_FSYNC=on OF_PG_PORT=$pg_port
-log "starting PostgreSQL (port number $pg_port, unix socket only)"
-PG_STARTED=1
-of_pg_start "$SCRATCH/pg" >"$SCRATCH/pg-start.log" 2>&1 || { cat "$SCRATCH/pg-start.log" >&2; die "of_pg_start failed"; }
-log "starting Redis (unix socket only)"
-REDIS_STARTED=1
-of_redis_start "$SCRATCH/redis" >"$SCRATCH/redis-start.log" 2>&1 || { cat "$SCRATCH/redis-start.log" >&2; die "of_redis_start failed"; }
-[ -n "${OF_PG_CONNINFO:-}" ] || die "of_pg_start did not set OF_PG_CONNINFO"
-[ -n "${OF_REDIS_SOCKET:-}" ] || die "of_redis_start did not set OF_REDIS_SOCKET"
-PGDATA=$(dirname "$OF_PG_LOG")/pgdata
-PGDATA=$(realpath -- "$PGDATA")
+bench_start_servers
 
 for kv in $PG_SETTINGS; do
 	psql_q -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" || die "cannot set ${kv%%=*}"
@@ -350,7 +336,7 @@ done
 [ -z "$PG_SETTINGS" ] || psql_q -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.2
 pg_durable=$(psql_q -c "SHOW fsync" -c "SHOW synchronous_commit" | tr '\n' ' ')
-[ "$pg_durable" = "on on " ] || die "PostgreSQL is not durable (fsync synchronous_commit = $pg_durable)"
+[ "$pg_durable" = "on on " ] || die "PostgreSQL is not durable after BENCH_PG_SETTINGS ($pg_durable)"
 PG_INFO=$(psql_q -F ' ' -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','shared_buffers','max_wal_size','commit_delay','wal_buffers','full_page_writes')")
 log "PostgreSQL: $PG_INFO"
 
@@ -415,22 +401,7 @@ EOF
 [[ $SHOP_UUID =~ ^[0-9a-f-]{36}$ ]] || die "unexpected shop id: $SHOP_UUID"
 
 # ---------------------------------------------------------------- fake TikTok
-log "starting the fake TikTok Shop server"
-sh "$SRCDIR/tests/faketiktok/mkcerts.sh" "$SCRATCH/tt" || die "mkcerts.sh failed"
-"$PY" "$SRCDIR/tests/faketiktok/faketiktok.py" --port 0 \
-	--cert "$SCRATCH/tt/server.pem" --key "$SCRATCH/tt/server.key" \
-	--app-key "$APP_KEY" --app-secret "$APP_SECRET" --access-token "$ACCESS_TOKEN" \
-	--shop-cipher "$SHOP_CIPHER" >"$SCRATCH/faketiktok.out" 2>"$SCRATCH/faketiktok.log" &
-FAKE_PID=$!
-echo "$FAKE_PID" >"$SCRATCH/faketiktok.pid"
-for ((i = 0; i < 200; i++)); do
-	TT_PORT=$(awk '$1 == "listening" { print $2 }' "$SCRATCH/faketiktok.out")
-	[ -z "$TT_PORT" ] || break
-	kill -0 "$FAKE_PID" 2>/dev/null || { cat "$SCRATCH/faketiktok.log" >&2; die "faketiktok exited"; }
-	sleep 0.1
-done
-[ -n "$TT_PORT" ] || die "faketiktok did not print its port"
-log "faketiktok on https://127.0.0.1:$TT_PORT (CA $SCRATCH/tt/ca.pem)"
+bench_start_fake
 [ "$MODE" = ingest ] || TT_API_PORT=$TT_PORT
 write_config
 

@@ -6,6 +6,7 @@
 # scratch-dir cleanup.  Defines: log, die, udie, is_uint, is_posint,
 # stop_pid, proc_starttime, kill_recorded, bench_cleanup_stale,
 # bench_new_scratch, free_ports, http_status, wait_ready, psql_q, median, fmt,
+# bench_start_servers, bench_start_fake,
 # joinruns, div, warn (counts WARNINGS), add (appends to the array R),
 # wait_child (CHILD_PID), pgb_percentiles.
 
@@ -189,4 +190,54 @@ pgb_percentiles() {
 	cat "$@" | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 }
 		function q(p,  r) { r = int(p * NR); if (r < p * NR) r++; if (r < 1) r = 1; return v[r] / 1000 }
 		END { if (NR == 0) print "0 0 0"; else printf "%.3f %.3f %.3f\n", q(0.5), q(0.99), q(0.999) }'
+}
+
+# bench_start_servers: a private PostgreSQL 15 (unix socket only, durable:
+# fsync and synchronous_commit on, checked) and Redis (unix socket only)
+# under $SCRATCH (contrib/servers.sh); sets PG_STARTED, REDIS_STARTED (for
+# the caller's cleanup), PGDATA, OF_PG_CONNINFO, OF_REDIS_SOCKET.
+bench_start_servers() {
+	local pg_port durable
+	read -r pg_port <<<"$(free_ports 1)"
+	if [ "${OF_PG_FSYNC:-on}" != on ]; then
+		log "OF_PG_FSYNC=$OF_PG_FSYNC ignored: this benchmark needs durable commits"
+	fi
+	export OF_PG_FSYNC=on OF_PG_PORT=$pg_port
+	log "starting PostgreSQL (port number $pg_port, unix socket only)"
+	PG_STARTED=1
+	of_pg_start "$SCRATCH/pg" >"$SCRATCH/pg-start.log" 2>&1 ||
+		{ cat "$SCRATCH/pg-start.log" >&2; die "of_pg_start failed"; }
+	log "starting Redis (unix socket only)"
+	REDIS_STARTED=1
+	of_redis_start "$SCRATCH/redis" >"$SCRATCH/redis-start.log" 2>&1 ||
+		{ cat "$SCRATCH/redis-start.log" >&2; die "of_redis_start failed"; }
+	[ -n "${OF_PG_CONNINFO:-}" ] || die "of_pg_start did not set OF_PG_CONNINFO"
+	[ -n "${OF_REDIS_SOCKET:-}" ] || die "of_redis_start did not set OF_REDIS_SOCKET"
+	PGDATA=$(realpath -- "$(dirname "$OF_PG_LOG")/pgdata")
+	durable=$(psql_q -c "SHOW fsync" -c "SHOW synchronous_commit" | tr '\n' ' ')
+	[ "$durable" = "on on " ] || die "PostgreSQL is not durable (fsync synchronous_commit = $durable)"
+}
+
+# bench_start_fake ARGS...: the fake TikTok Shop server (HTTPS with a CA made
+# in $SCRATCH/tt) with the credentials APP_KEY, APP_SECRET, ACCESS_TOKEN,
+# SHOP_CIPHER and the extra faketiktok.py ARGS; sets FAKE_PID and TT_PORT.
+bench_start_fake() {
+	local i
+	log "starting the fake TikTok Shop server"
+	sh "$SRCDIR/tests/faketiktok/mkcerts.sh" "$SCRATCH/tt" || die "mkcerts.sh failed"
+	"$PY" "$SRCDIR/tests/faketiktok/faketiktok.py" --port 0 \
+		--cert "$SCRATCH/tt/server.pem" --key "$SCRATCH/tt/server.key" \
+		--app-key "$APP_KEY" --app-secret "$APP_SECRET" --access-token "$ACCESS_TOKEN" \
+		--shop-cipher "$SHOP_CIPHER" "$@" >"$SCRATCH/faketiktok.out" 2>"$SCRATCH/faketiktok.log" &
+	FAKE_PID=$!
+	echo "$FAKE_PID" >"$SCRATCH/faketiktok.pid"
+	TT_PORT=
+	for ((i = 0; i < 600; i++)); do
+		TT_PORT=$(awk '$1 == "listening" { print $2 }' "$SCRATCH/faketiktok.out")
+		[ -z "$TT_PORT" ] || break
+		kill -0 "$FAKE_PID" 2>/dev/null || { cat "$SCRATCH/faketiktok.log" >&2; die "faketiktok exited"; }
+		sleep 0.1
+	done
+	[ -n "$TT_PORT" ] || die "faketiktok did not print its port"
+	log "faketiktok on https://127.0.0.1:$TT_PORT (CA $SCRATCH/tt/ca.pem)"
 }
