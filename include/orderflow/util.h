@@ -47,6 +47,13 @@ int64_t util_wall_ms(void);
 /* Format wall_ms as RFC 3339 UTC with milliseconds into buf (>= 32 bytes). */
 void util_rfc3339(char *buf, size_t size, int64_t wall_ms);
 
+/*
+ * Give the pages of freed heap memory back to the system (glibc's
+ * malloc_trim; a no-op elsewhere).  For a thread that has just freed a
+ * burst's worth, when it is idle: it takes each allocator arena's lock.
+ */
+void util_trim_memory(void);
+
 /* True when s is an IPv4 or IPv6 address literal (no name lookup). */
 bool util_is_ip_literal(const char *s);
 /* Random 32-bit value from a per-thread generator seeded from the OS. */

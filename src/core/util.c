@@ -5,6 +5,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,14 @@
 #include <time.h>
 
 #include "orderflow/util.h"
+
+void
+util_trim_memory(void)
+{
+#ifdef HAVE_MALLOC_TRIM
+	malloc_trim(0);
+#endif
+}
 
 /* Out of memory is not survivable for a daemon that must not lose data halfway. */
 static NORETURN void

@@ -234,6 +234,13 @@ health_engine_check(struct health_check *hc, int *level)
 	    json_real(hc->due_age) : json_null());
 	json_object_set_new(doc, "needs_attention", hc->have_engine ? json_integer(hc->attention) :
 	    json_null());
+	if (alive < s->n)
+		json_object_set_new(doc, "message", json_sprintf("%d of %d workers are not "
+		    "ticking", s->n - alive, s->n));
+	else if (*level == 1)
+		json_object_set_new(doc, "message", json_sprintf("%lld workflow runs are due, the "
+		    "oldest for %.0f s (workflow.max_due_age is %.0f s)", hc->due, hc->due_age,
+		    max_age));
 	return doc;
 }
 

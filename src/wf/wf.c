@@ -36,6 +36,7 @@
 #include "orderflow/service.h"
 #include "orderflow/smap.h"
 #include "orderflow/util.h"
+#include "orderflow/uset.h"
 #include "orderflow/wf.h"
 #include "orderflow/wf_def.h"
 #include "orderflow/wf_step.h"
@@ -43,6 +44,16 @@
 
 /* Rows one claim may take. */
 #define WF_CLAIM_MAX 1000
+/*
+ * Claimed runs in memory per worker, in commit batches: enough to keep
+ * the next commit full while one is in flight, and a bound on memory
+ * after a backlog (a job holds its order's facts and its commit, some KiB).
+ */
+#define WF_CLAIM_BATCHES 2
+/* ... and at least this many, so small batches still get a full claim. */
+#define WF_CLAIM_MIN 1000
+/* Jobs freed after which an idle worker gives the heap's free pages back. */
+#define WF_TRIM_AFTER 1000
 /* Before the first claim sweep, and between retries of a refused commit. */
 #define WF_FIRST_CLAIM_MS 300
 #define WF_WRITER_MIN_MS 100
@@ -98,11 +109,6 @@ struct wf_job {
 	int		metric_action;	/* the action the commit is about, or WF_A_COUNT */
 };
 
-/* A parked run: all the memory a waiting run costs. */
-struct wf_park {
-	char		wait[24];	/* wait kind, "" for paused or failed */
-};
-
 /* A creator's rules and latest definitions, as a worker keeps them. */
 struct wf_creator {
 	struct wf_rules	*rules;		/* NULL: none stored (the default applies) */
@@ -143,7 +149,7 @@ static const char *const wf_wait_kinds[] = {
 struct wf {
 	struct worker	*w;
 	struct smap	*jobs;		/* order id -> struct wf_job */
-	struct smap	*parked;	/* order id -> struct wf_park */
+	struct uset	*parked;	/* order ids: all the memory a parked run costs */
 	struct wf_job	**heap;		/* READY jobs, earliest deadline first */
 	size_t		nheap, heapcap;
 	TAILQ_HEAD(, wf_job) queue;	/* QUEUED jobs */
@@ -169,6 +175,7 @@ struct wf {
 	struct twheel_timer stock_timer;	/* worker 0: stock rechecks */
 	char		machine[ORDER_MACHINE_JSON_MAX];
 	bool		closing;
+	unsigned	freed;		/* jobs freed since the heap was last trimmed */
 	struct wf_figures fig;
 };
 
@@ -481,10 +488,10 @@ wf_job_new(struct wf *wf, const char *order)
 	twheel_timer_init(&j->timer, wf_on_job_timer);
 	snprintf(j->run.order_id, sizeof(j->run.order_id), "%s", order);
 	smap_put(wf->jobs, order, j);
-	free(smap_del(wf->parked, order));
+	uset_del(wf->parked, order);
 	atomic_store_explicit(&wf->fig.active, (long long)smap_count(wf->jobs),
 	    memory_order_relaxed);
-	atomic_store_explicit(&wf->fig.parked, (long long)smap_count(wf->parked),
+	atomic_store_explicit(&wf->fig.parked, (long long)uset_count(wf->parked),
 	    memory_order_relaxed);
 	return j;
 }
@@ -526,20 +533,25 @@ wf_job_free(struct wf_job *j)
 	free(j);
 	atomic_store_explicit(&wf->fig.active, (long long)smap_count(wf->jobs),
 	    memory_order_relaxed);
+	if (++wf->freed >= WF_TRIM_AFTER && smap_count(wf->jobs) == 0) {
+		/* A backlog is through: what it held need not stay resident. */
+		wf->freed = 0;
+		util_trim_memory();
+	}
 }
 
 static void
 wf_park(struct wf_job *j)
 {
 	struct wf *wf = j->wf;
-	struct wf_park *p = xcalloc(1, sizeof(*p));
 	char order[37];
 
-	snprintf(p->wait, sizeof(p->wait), "%s", j->run.wait);
 	snprintf(order, sizeof(order), "%s", j->run.order_id);
 	wf_job_free(j);
-	free(smap_put(wf->parked, order, p));
-	atomic_store_explicit(&wf->fig.parked, (long long)smap_count(wf->parked),
+	if (!uset_add(wf->parked, order))
+		log_error("workflow run not parked: its order id is not a UUID", "order=%s",
+		    log_quote(order));
+	atomic_store_explicit(&wf->fig.parked, (long long)uset_count(wf->parked),
 	    memory_order_relaxed);
 }
 
@@ -1711,10 +1723,9 @@ wf_order_changed(struct worker *w, const struct order_change *c)
 		return;
 	}
 	log_debug("workflow event", "order=%s kind=%d parked=%d", c->id, (int)c->kind,
-	    smap_get(wf->parked, c->id) != NULL);
-	if (smap_get(wf->parked, c->id) != NULL) {
-		free(smap_del(wf->parked, c->id));
-		atomic_store_explicit(&wf->fig.parked, (long long)smap_count(wf->parked),
+	    uset_has(wf->parked, c->id));
+	if (uset_del(wf->parked, c->id)) {
+		atomic_store_explicit(&wf->fig.parked, (long long)uset_count(wf->parked),
 		    memory_order_relaxed);
 		wf_want_load(wf, c->id, NULL);
 	}
@@ -1765,7 +1776,9 @@ static int
 wf_claim_room(void *arg)
 {
 	struct wf *wf = arg;
-	long long room = 10000LL * wf->w->set->n - wf_active(wf->w->set);
+	long long per = (long long)WF_CLAIM_BATCHES * wf->w->cfg->workflow.max_batch;
+	long long room = (per > WF_CLAIM_MIN ? per : WF_CLAIM_MIN) * wf->w->set->n -
+	    wf_active(wf->w->set);
 
 	return room > WF_CLAIM_MAX ? WF_CLAIM_MAX : (int)room;
 }
@@ -1886,7 +1899,7 @@ wf_new(struct worker *w)
 
 	wf->w = w;
 	wf->jobs = smap_new();
-	wf->parked = smap_new();
+	wf->parked = uset_new();
 	wf->waiting_reqs = smap_new();
 	wf->creators = smap_new();
 	wf->defs = smap_new();
@@ -1990,7 +2003,7 @@ wf_free(struct worker *w)
 		free(j);
 	}
 	smap_free(wf->jobs, NULL);
-	smap_free(wf->parked, free);
+	uset_free(wf->parked);
 	smap_free(wf->waiting_reqs, free);
 	smap_free(wf->creators, wf_creator_free);
 	smap_free(wf->defs, (void (*)(void *))wf_def_unref);

@@ -35,7 +35,9 @@
 #  baseline  pgbench -M prepared -c BENCH_PGBENCH_CLIENTS (16) -j 2 for
 #     BENCH_SECS (10 s): the same reservation UPDATE on one stock row, one
 #     transaction per order (what a reservation per order costs on a hot
-#     row).  Figure: tps, and the ratios hot/baseline (target: 5x).
+#     row), and the hot backlog again with workflow.max_batch = 1 (the
+#     whole step, one transaction per order).  Figures: tps and
+#     reservations/s, and the ratios of the hot figures to both (target 5x).
 #  parked    BENCH_PARKED (100000) orders with due runs inserted by SQL; the
 #     engine takes each to ready_to_ship, where it parks waiting for the
 #     shipment.  Figures: the daemon's RSS before and after, its peak RSS,
@@ -50,7 +52,10 @@
 # of "pipeline hot parked"; the baseline runs with hot), BENCH_PROFILE=1
 # (pg_stat_statements loaded; the statements that took the most time are
 # printed on stderr at the end; auto_explain logs the plans of statements
-# slower than BENCH_EXPLAIN_MS, 200, in the PostgreSQL log: BENCH_KEEP_LOGS).
+# slower than BENCH_EXPLAIN_MS, 200, in the PostgreSQL log: BENCH_KEEP_LOGS),
+# BENCH_WRAPPER (a command the daemon runs under, e.g. "valgrind
+# --tool=massif --massif-out-file=/tmp/massif.%p"; its RSS figures are then
+# the wrapper's).
 #
 # Output: progress on stderr; on stdout one line per figure, e.g.
 #   pipeline rate=1000 reserved_per_s median=998 runs=... p50_ms=... p99_ms=... p99.9_ms=...
@@ -91,6 +96,7 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 KEEP_LOGS=${BENCH_KEEP_LOGS:-}
 WARM_ORDERS=${BENCH_WARM_ORDERS:-20000}
 ONLY=${BENCH_ONLY:-pipeline hot parked}
+WRAPPER=${BENCH_WRAPPER:-}
 PROFILE=${BENCH_PROFILE:-0}
 
 BENCH_NAME=wf_bench
@@ -209,6 +215,7 @@ ca_file = $SCRATCH/tt/ca.pem
 [workflow]
 # the backlog figures include the wait for the first claim
 claim_interval = 100ms
+max_batch = ${WF_MAX_BATCH:-500}
 EOF
 }
 write_config
@@ -233,7 +240,8 @@ SELECT '$CREATOR', 'SKU-' || lpad(g::text, 3, '0'), 100000000 FROM generate_seri
 INSERT INTO inventory_items (user_id, sku, on_hand)
 SELECT '$CREATOR', s, 100000000 FROM unnest(ARRAY['WARM', 'PARK', 'HOT-BASE']) s;
 INSERT INTO inventory_items (user_id, sku, on_hand)
-SELECT '$CREATOR', k || r, $HOT_UNITS FROM generate_series(1, $RUNS) r, unnest(ARRAY['HOTP-', 'HOTB-']) k;
+SELECT '$CREATOR', k || r, $HOT_UNITS FROM generate_series(1, $RUNS) r,
+    unnest(ARRAY['HOTP-', 'HOTB-', 'HOTS-']) k;
 EOF
 
 # The fake, seeded with the orders of every hot pipeline run (run r: SKU HOTP-r).
@@ -255,7 +263,8 @@ write_config
 
 # ---------------------------------------------------------------- daemon
 daemon_start() {
-	"$DAEMON" -c "$CONF" >>"$SCRATCH/orderflowd.log" 2>&1 &
+	# shellcheck disable=SC2086  # BENCH_WRAPPER: a command and its words
+	${WRAPPER} "$DAEMON" -c "$CONF" >>"$SCRATCH/orderflowd.log" 2>&1 &
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >"$SCRATCH/orderflowd.pid"
 	wait_ready "$DAEMON_PID" orderflowd "$DAEMON_PORT" /readyz "$SCRATCH/orderflowd.log"
@@ -431,21 +440,26 @@ run_hot_pipeline() { # ROUND
 	log "hot pipeline round $round: reservations/s=$rs runs decided/s=$ds"
 }
 
-run_hot_backlog() { # ROUND
-	local round=$1 rs ds late
+run_hot_backlog() { # ROUND [solo]
+	local round=$1 rs ds late sku=HOTB-$1 tag=hotb
+	if [ "${2:-}" = solo ]; then
+		sku=HOTS-$round tag=hots
+		WF_MAX_BATCH=1 write_config
+	fi
 	begin_run
-	insert_backlog "$HOT_ORDERS" "HOTB-$round" "$(( 10 + round ))"
+	insert_backlog "$HOT_ORDERS" "$sku" "$(( ${2:+30} + 10 + round ))"
 	settle "$HOT_ORDERS" || true
-	hot_check "hot backlog" "$round" "HOTB-$round"
+	[ "$tag" = hotb ] || write_config
+	hot_check "hot backlog${2:+ $2}" "$round" "$sku"
 	# Deadline order: how many reservations went past the HOT_UNITS earliest.
 	late=$(psql_q -c "WITH o AS (SELECT o.id, o.rts_sla_time FROM orders o JOIN order_items i
-		ON i.order_id = o.id WHERE i.product_sku = 'HOTB-$round'),
+		ON i.order_id = o.id WHERE i.product_sku = '$sku'),
 		edge AS (SELECT rts_sla_time FROM o ORDER BY rts_sla_time OFFSET $(( HOT_UNITS - 1 )) LIMIT 1)
 		SELECT count(*) FROM inventory_reservations r JOIN o ON o.id = r.order_id
 		WHERE r.status = 'active' AND o.rts_sla_time > (SELECT rts_sla_time FROM edge)")
 	read -r rs ds <<<"$(hot_figures)"
-	add hotb:rs "$rs"; add hotb:ds "$ds"; add hotb:late "$late"
-	log "hot backlog round $round: reservations/s=$rs runs decided/s=$ds reserved past the $HOT_UNITS earliest deadlines=$late"
+	add "$tag:rs" "$rs"; add "$tag:ds" "$ds"; add "$tag:late" "$late"
+	log "hot backlog${2:+ $2} round $round: reservations/s=$rs runs decided/s=$ds reserved past the $HOT_UNITS earliest deadlines=$late"
 }
 
 # ---------------------------------------------------------------- baseline
@@ -515,6 +529,7 @@ for ((round = 1; round <= RUNS; round++)); do
 	if want hot; then
 		run_hot_pipeline "$round"
 		run_hot_backlog "$round"
+		run_hot_backlog "$round" solo
 		run_pgbench "$round"
 	fi
 done
@@ -547,8 +562,9 @@ fi
 if want hot; then
 	echo "hot pipeline reserved_per_s median=$(fmt "$(med hotp:rs)") runs=$(joinruns 0 ${R[hotp:rs]}) decided_per_s median=$(fmt "$(med hotp:ds)")"
 	echo "hot backlog reserved_per_s median=$(fmt "$(med hotb:rs)") runs=$(joinruns 0 ${R[hotb:rs]}) decided_per_s median=$(fmt "$(med hotb:ds)") reserved_past_earliest_deadlines runs=$(joinruns 0 ${R[hotb:late]})"
+	echo "baseline hot backlog max_batch=1 reserved_per_s median=$(fmt "$(med hots:rs)") runs=$(joinruns 0 ${R[hots:rs]})"
 	echo "baseline pgbench c=$PGB_CLIENTS hot_row_tps median=$(fmt "$(med pgb:tps)") runs=$(joinruns 0 ${R[pgb:tps]})"
-	echo "ratio hot_pipeline/pgbench=$(fmt "$(div "$(med hotp:rs)" "$(med pgb:tps)")" 2) hot_backlog/pgbench=$(fmt "$(div "$(med hotb:rs)" "$(med pgb:tps)")" 2)"
+	echo "ratio hot_pipeline/pgbench=$(fmt "$(div "$(med hotp:rs)" "$(med pgb:tps)")" 2) hot_backlog/pgbench=$(fmt "$(div "$(med hotb:rs)" "$(med pgb:tps)")" 2) hot_backlog/max_batch_1=$(fmt "$(div "$(med hotb:rs)" "$(med hots:rs)")" 2)"
 fi
 ! want parked || echo "parked n=$PARKED rss_before_kb=$rss0 rss_after_kb=$rss1 peak_rss_kb=$hwm bytes_per_run=$(fmt "$(div $(( (rss1 - rss0) * 1024 )) "$PARKED")") decided_per_s=$(fmt "$parked_rate")"
 if want pipeline; then
@@ -557,6 +573,7 @@ if want pipeline; then
 fi
 if want hot; then
 	target hot_backlog_vs_pgbench "$(div "$(med hotb:rs)" "$(med pgb:tps)")" 5
+	target hot_backlog_vs_max_batch_1 "$(div "$(med hotb:rs)" "$(med hots:rs)")" 5
 	target hot_pipeline_vs_pgbench "$(div "$(med hotp:rs)" "$(med pgb:tps)")" 5
 fi
 [ "$WARNINGS" = 0 ] || exit 1

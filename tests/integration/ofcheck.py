@@ -84,9 +84,16 @@ def assert_health_shape(doc, workers, max_depth=1000):
     assert 0 <= rd["workers_connected"] <= workers, rd
 
     wf = checks["workflowEngine"]
-    assert set(wf) - {"message"} == {"status", "workers_alive", "workers", "max_loop_lag_ms"}, wf
+    assert set(wf) - {"message"} == {"status", "workers_alive", "workers", "max_loop_lag_ms",
+                                     "parked_runs", "runs_in_memory", "due_runs",
+                                     "oldest_due_age_seconds", "max_due_age_seconds",
+                                     "needs_attention"}, wf
     assert wf["workers"] == workers and wf["workers_alive"] == workers, wf
     assert is_num(wf["max_loop_lag_ms"]) and wf["max_loop_lag_ms"] >= 0, wf
+    for k in ("parked_runs", "runs_in_memory", "due_runs", "needs_attention"):
+        assert is_int(wf[k]) and wf[k] >= 0, (k, wf)
+    assert is_num(wf["oldest_due_age_seconds"]) and wf["oldest_due_age_seconds"] >= 0, wf
+    assert is_num(wf["max_due_age_seconds"]) and wf["max_due_age_seconds"] > 0, wf
 
     mq = checks["messageQueue"]
     assert set(mq) - {"message"} == {"status", "depth", "oldest_age_seconds", "max_depth",

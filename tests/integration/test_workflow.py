@@ -613,3 +613,28 @@ def test_inbox_pages_in_deadline_order(make_daemon, fake, certs):
     assert seen == ["7602", "7604", "7601", "7605", "7603"], seen
     assert api(d, "GET", "/api/workflows?status=failed").json()["workflows"] == []
     assert_error(api(d, "GET", "/api/workflows?cursor=12.5_" + "0" * 36), 400, "invalid_parameter")
+
+
+def test_health_counts_the_engine_and_degrades_on_old_due_work(make_daemon, fake, certs):
+    """/api/health/orders: parked runs, runs needing attention, due runs and the age of
+    the oldest; a due run older than workflow.max_due_age (one another process holds, so
+    nobody here can run it) makes the engine degraded."""
+    order(fake, "7701", [line("l1", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False, overrides={"workflow": {"max_due_age": "1min"}})
+    stock(d, "S-" + SKU_A, 0)
+    d.start(migrate=False)
+    hook(d, "7701", "h1")
+    wait_wf(d, "7701", ("waiting", "validated", "stock"))
+    wf_check = d.get("/api/health/orders").json()["checks"]["workflowEngine"]
+    assert wf_check["status"] == "healthy" and wf_check["parked_runs"] == 1, wf_check
+    assert wf_check["due_runs"] == 0 and wf_check["max_due_age_seconds"] == 60, wf_check
+    sql(d, "UPDATE order_workflows SET retry_after = now() - interval '10 minutes',"
+           " lease_owner = 'another-daemon', lease_until = now() + interval '1 hour'")
+    doc = d.get("/api/health/orders").json()
+    wf_check = doc["checks"]["workflowEngine"]
+    assert wf_check["status"] == "degraded" and wf_check["due_runs"] == 1, wf_check
+    assert wf_check["oldest_due_age_seconds"] >= 600 and "message" in wf_check, wf_check
+    assert doc["status"] == "degraded", doc
+    sql(d, "UPDATE order_workflows SET retry_after = NULL, workflow_status = 'failed'")
+    wf_check = d.get("/api/health/orders").json()["checks"]["workflowEngine"]
+    assert wf_check["status"] == "healthy" and wf_check["needs_attention"] == 1, wf_check
