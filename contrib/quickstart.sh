@@ -188,6 +188,14 @@ SELECT gen_random_uuid(), c.id, '7495540735365777507', 'Demo Shop',
        'demo-app-key', 'demo-app-secret', 'demo-access-token'
 FROM creators c WHERE c.email = 'demo@orderflow.test'
 ON CONFLICT (tiktok_shop_id) DO UPDATE SET access_token = EXCLUDED.access_token;
+
+-- Stock for the SKUs of the fake TikTok server's catalog (SKU-000..SKU-031),
+-- so a demo order has its stock reserved and waits at ready_to_ship; stock
+-- already there (changed through the API) is left as it is.
+INSERT INTO inventory_items (user_id, sku, product_name, on_hand, low_stock)
+SELECT c.id, 'SKU-' || lpad(g::text, 3, '0'), 'Demo product ' || g, 50, 5
+FROM creators c, generate_series(0, 31) g WHERE c.email = 'demo@orderflow.test'
+ON CONFLICT (user_id, sku) DO NOTHING;
 EOF
 }
 
@@ -203,14 +211,20 @@ orderflowd is starting on $url
   curl $url/readyz
   curl $url/api/health/orders
   curl $url/metrics
-Send a signed demo webhook; the order is fetched from the fake TikTok server:
+Send a signed demo webhook; the order is fetched from the fake TikTok server,
+stored, and run through its workflow (validated, stock reserved, waiting at
+ready_to_ship for the shipment):
   contrib/send-webhook.sh 576653688135258178 AWAITING_SHIPMENT
-  psql ... -c 'SELECT tiktok_order_id, order_status, total_amount FROM orders'
+  psql ... -c 'SELECT tiktok_order_id, order_status, workflow_status, total_amount FROM orders'
 Dead letters (admin token in $RUNDIR/admin.token):
   curl -H "Authorization: Bearer \$(cat $RUNDIR/admin.token)" $url/api/admin/dead-letters
 Dashboard API as the demo creator (token by contrib/make-token.sh):
   creator=\$(psql $(shquote "$OF_PG_CONNINFO") -Atc "SELECT id FROM creators WHERE email = 'demo@orderflow.test'")
-  curl -H "Authorization: Bearer \$(contrib/make-token.sh \$creator)" '$url/api/orders?limit=10'
+  H="Authorization: Bearer \$(contrib/make-token.sh \$creator)"
+  curl -H "\$H" '$url/api/orders?limit=10'
+  curl -H "\$H" $url/api/orders/576653688135258178         # with its workflow
+  curl -H "\$H" '$url/api/workflows?status=waiting'         # the needs-attention inbox
+  curl -H "\$H" '$url/api/inventory?low_stock=true'         # stock: on hand, reserved
 Database (demo creator demo@orderflow.test, shop 7495540735365777507):
   psql $(shquote "$OF_PG_CONNINFO")
 Config: $CONF

@@ -132,7 +132,6 @@ DAEMON_ENV=${BENCH_DAEMON_ENV:-}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 QUIET_PCT=${BENCH_QUIET_PCT:-0}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
-KEEP_LOGS=${BENCH_KEEP_LOGS:-}
 TT_CONNS=${BENCH_TT_CONNS:-4}
 DRAIN_WAIT=${BENCH_DRAIN_WAIT:-300}
 E2E_RATES=${BENCH_E2E_RATES:-5000}
@@ -225,18 +224,7 @@ cleanup() {
 	stop_pid "$SAMPLER_PID" "backlog sampler"
 	stop_pid "$DAEMON_PID" orderflowd
 	stop_pid "$FAKE_PID" faketiktok
-	[ -z "$REDIS_STARTED" ] || of_redis_stop "$SCRATCH/redis" >/dev/null 2>&1
-	[ -z "$PG_STARTED" ] || of_pg_stop "$SCRATCH/pg" >/dev/null 2>&1
-	if [ -n "$KEEP_LOGS" ] && [ -n "$SCRATCH" ] && [ -d "$SCRATCH" ]; then
-		mkdir -p -- "$KEEP_LOGS" &&
-			find "$SCRATCH" -maxdepth 3 -type f \( -name '*.log' -o -name '*.out' -o -name '*.conf' \) \
-				-exec cp -- {} "$KEEP_LOGS"/ \; 2>/dev/null
-		[ -z "${OF_PG_LOG:-}" ] || cp -- "$OF_PG_LOG" "$KEEP_LOGS/postgresql.log" 2>/dev/null
-		log "logs copied to $KEEP_LOGS"
-	fi
-	if [ -n "$SCRATCH" ] && [ -d "$SCRATCH" ]; then
-		rm -rf -- "$SCRATCH"
-	fi
+	bench_teardown
 	return "$rc"
 }
 trap cleanup EXIT

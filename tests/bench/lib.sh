@@ -6,7 +6,7 @@
 # scratch-dir cleanup.  Defines: log, die, udie, is_uint, is_posint,
 # stop_pid, proc_starttime, kill_recorded, bench_cleanup_stale,
 # bench_new_scratch, free_ports, http_status, wait_ready, psql_q, median, fmt,
-# bench_start_servers, bench_start_fake,
+# bench_start_servers, bench_start_fake, bench_teardown,
 # joinruns, div, warn (counts WARNINGS), add (appends to the array R),
 # wait_child (CHILD_PID), pgb_percentiles.
 
@@ -240,4 +240,22 @@ bench_start_fake() {
 	done
 	[ -n "$TT_PORT" ] || die "faketiktok did not print its port"
 	log "faketiktok on https://127.0.0.1:$TT_PORT (CA $SCRATCH/tt/ca.pem)"
+}
+
+# bench_teardown: the end of a run, for the caller's EXIT trap once its own
+# processes are stopped: Redis and PostgreSQL (when PG_STARTED and
+# REDIS_STARTED say they were), the logs copied to BENCH_KEEP_LOGS when set,
+# the scratch dir removed.
+bench_teardown() {
+	[ -z "${REDIS_STARTED:-}" ] || of_redis_stop "$SCRATCH/redis" >/dev/null 2>&1
+	[ -z "${PG_STARTED:-}" ] || of_pg_stop "$SCRATCH/pg" >/dev/null 2>&1
+	if [ -n "${BENCH_KEEP_LOGS:-}" ] && [ -n "${SCRATCH:-}" ] && [ -d "$SCRATCH" ]; then
+		mkdir -p -- "$BENCH_KEEP_LOGS" &&
+			find "$SCRATCH" -maxdepth 3 -type f \( -name '*.log' -o -name '*.out' -o -name '*.conf' \) \
+				-exec cp -- {} "$BENCH_KEEP_LOGS"/ \; 2>/dev/null
+		[ -z "${OF_PG_LOG:-}" ] || cp -- "$OF_PG_LOG" "$BENCH_KEEP_LOGS/postgresql.log" 2>/dev/null
+		log "logs copied to $BENCH_KEEP_LOGS"
+	fi
+	[ -z "${SCRATCH:-}" ] || [ ! -d "$SCRATCH" ] || rm -rf -- "$SCRATCH"
+	return 0
 }

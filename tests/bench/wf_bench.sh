@@ -93,7 +93,6 @@ WORKERS=${BENCH_WORKERS:-0}
 POOL_SIZE=${BENCH_POOL_SIZE:-4}
 WAIT=${BENCH_WAIT:-300}
 READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
-KEEP_LOGS=${BENCH_KEEP_LOGS:-}
 WARM_ORDERS=${BENCH_WARM_ORDERS:-20000}
 ONLY=${BENCH_ONLY:-pipeline hot parked}
 WRAPPER=${BENCH_WRAPPER:-}
@@ -152,16 +151,7 @@ cleanup() {
 	stop_pid "$CHILD_PID" "child"
 	stop_pid "$DAEMON_PID" orderflowd
 	stop_pid "$FAKE_PID" faketiktok
-	[ -z "$REDIS_STARTED" ] || of_redis_stop "$SCRATCH/redis" >/dev/null 2>&1
-	[ -z "$PG_STARTED" ] || of_pg_stop "$SCRATCH/pg" >/dev/null 2>&1
-	if [ -n "$KEEP_LOGS" ] && [ -n "$SCRATCH" ] && [ -d "$SCRATCH" ]; then
-		mkdir -p -- "$KEEP_LOGS" &&
-			find "$SCRATCH" -maxdepth 3 -type f \( -name '*.log' -o -name '*.out' -o -name '*.conf' \) \
-				-exec cp -- {} "$KEEP_LOGS"/ \; 2>/dev/null
-		[ -z "${OF_PG_LOG:-}" ] || cp -- "$OF_PG_LOG" "$KEEP_LOGS/postgresql.log" 2>/dev/null
-		log "logs copied to $KEEP_LOGS"
-	fi
-	[ -z "$SCRATCH" ] || [ ! -d "$SCRATCH" ] || rm -rf -- "$SCRATCH"
+	bench_teardown
 	return "$rc"
 }
 trap cleanup EXIT
@@ -382,7 +372,7 @@ EOF
 
 # ---------------------------------------------------------------- pipeline
 run_pipeline() { # TAG ROUND LOAD-ARGS...
-	local tag=$1 round=$2 acked c0 c1 g0 g1 oc rs p50 p99 p999 n cpu pgcpu
+	local tag=$1 round=$2 acked c0 c1 g0 g1 oc rs p50 p99 p999 n stored cpu pgcpu
 	shift 2
 	begin_run
 	c0=$(cpu_ticks "$DAEMON_PID")
@@ -392,9 +382,14 @@ run_pipeline() { # TAG ROUND LOAD-ARGS...
 	settle "$acked" || true
 	c1=$(cpu_ticks "$DAEMON_PID")
 	g1=$(pg_ticks)
-	n=$(psql_q -c "SELECT count(*) FROM order_workflows WHERE started_at >= '$T0'
-		AND current_step = 'ready_to_ship'")
-	[ "$n" = "$acked" ] || warn "$tag round $round: $acked orders acknowledged, $n at ready_to_ship"
+	# Every order stored (at least every one acknowledged: a request whose
+	# answer timed out may be stored too) at ready_to_ship.
+	read -r stored n <<<"$(psql_q -F ' ' -c "SELECT (SELECT count(*) FROM orders
+		WHERE created_at >= '$T0'), (SELECT count(*) FROM order_workflows
+		WHERE started_at >= '$T0' AND current_step = 'ready_to_ship')")"
+	if [ "$stored" -lt "$acked" ] || [ "$n" != "$stored" ]; then
+		warn "$tag round $round: $acked orders acknowledged, $stored stored, $n at ready_to_ship"
+	fi
 	read -r oc rs p50 p99 p999 <<<"$(commit_figures)"
 	cpu=$(div $(( (c1 - c0) * 1000000 / CLK_TCK )) "$acked")
 	pgcpu=$(div $(( (g1 - g0) * 1000000 / CLK_TCK )) "$acked")
@@ -441,14 +436,20 @@ run_hot_pipeline() { # ROUND
 }
 
 run_hot_backlog() { # ROUND [solo]
-	local round=$1 rs ds late sku=HOTB-$1 tag=hotb
+	local round=$1 rs ds late sku=HOTB-$1 tag=hotb c0 c1 g0 g1 cpu pgcpu
 	if [ "${2:-}" = solo ]; then
 		sku=HOTS-$round tag=hots
 		WF_MAX_BATCH=1 write_config
 	fi
 	begin_run
+	c0=$(cpu_ticks "$DAEMON_PID")
+	g0=$(pg_ticks)
 	insert_backlog "$HOT_ORDERS" "$sku" "$(( ${2:+30} + 10 + round ))"
 	settle "$HOT_ORDERS" || true
+	c1=$(cpu_ticks "$DAEMON_PID")
+	g1=$(pg_ticks)
+	cpu=$(div $(( (c1 - c0) * 1000000 / CLK_TCK )) "$HOT_ORDERS")
+	pgcpu=$(div $(( (g1 - g0) * 1000000 / CLK_TCK )) "$HOT_ORDERS")
 	[ "$tag" = hotb ] || write_config
 	hot_check "hot backlog${2:+ $2}" "$round" "$sku"
 	# Deadline order: how many reservations went past the HOT_UNITS earliest.
@@ -459,7 +460,8 @@ run_hot_backlog() { # ROUND [solo]
 		WHERE r.status = 'active' AND o.rts_sla_time > (SELECT rts_sla_time FROM edge)")
 	read -r rs ds <<<"$(hot_figures)"
 	add "$tag:rs" "$rs"; add "$tag:ds" "$ds"; add "$tag:late" "$late"
-	log "hot backlog${2:+ $2} round $round: reservations/s=$rs runs decided/s=$ds reserved past the $HOT_UNITS earliest deadlines=$late"
+	add "$tag:cpu" "$cpu"; add "$tag:pgcpu" "$pgcpu"
+	log "hot backlog${2:+ $2} round $round: reservations/s=$rs runs decided/s=$ds reserved past the $HOT_UNITS earliest deadlines=$late cpu=$(fmt "$cpu")us/order pg_cpu=$(fmt "$pgcpu")us/order (the insert included)"
 }
 
 # ---------------------------------------------------------------- baseline
@@ -562,7 +564,8 @@ fi
 if want hot; then
 	echo "hot pipeline reserved_per_s median=$(fmt "$(med hotp:rs)") runs=$(joinruns 0 ${R[hotp:rs]}) decided_per_s median=$(fmt "$(med hotp:ds)")"
 	echo "hot backlog reserved_per_s median=$(fmt "$(med hotb:rs)") runs=$(joinruns 0 ${R[hotb:rs]}) decided_per_s median=$(fmt "$(med hotb:ds)") reserved_past_earliest_deadlines runs=$(joinruns 0 ${R[hotb:late]})"
-	echo "baseline hot backlog max_batch=1 reserved_per_s median=$(fmt "$(med hots:rs)") runs=$(joinruns 0 ${R[hots:rs]})"
+	echo "hot backlog cpu_us_per_order median=$(fmt "$(med hotb:cpu)") pg_cpu_us_per_order median=$(fmt "$(med hotb:pgcpu)")"
+	echo "baseline hot backlog max_batch=1 reserved_per_s median=$(fmt "$(med hots:rs)") runs=$(joinruns 0 ${R[hots:rs]}) cpu_us_per_order median=$(fmt "$(med hots:cpu)") pg_cpu_us_per_order median=$(fmt "$(med hots:pgcpu)")"
 	echo "baseline pgbench c=$PGB_CLIENTS hot_row_tps median=$(fmt "$(med pgb:tps)") runs=$(joinruns 0 ${R[pgb:tps]})"
 	echo "ratio hot_pipeline/pgbench=$(fmt "$(div "$(med hotp:rs)" "$(med pgb:tps)")" 2) hot_backlog/pgbench=$(fmt "$(div "$(med hotb:rs)" "$(med pgb:tps)")" 2) hot_backlog/max_batch_1=$(fmt "$(div "$(med hotb:rs)" "$(med hots:rs)")" 2)"
 fi

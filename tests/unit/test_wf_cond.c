@@ -19,6 +19,8 @@
 #include "orderflow/util.h"
 #include "orderflow/wf_cond.h"
 
+#include "unit.h"
+
 /* One comparison and whether it must hold. */
 struct cmp_case {
 	const char	*op;		/* the operator */
@@ -26,22 +28,11 @@ struct cmp_case {
 	bool		want;		/* whether it holds for the case's facts */
 };
 
-/* text with ' turned into ", loaded as JSON (any value, NUL allowed, duplicates refused). */
+/* JSON written with ' for " (unit.h). */
 static json_t *
 load(const char *text)
 {
-	char *s = xstrdup(text);
-	json_error_t jerr;
-	json_t *v;
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p == '\'')
-			*p = '"';
-	v = json_loads(s, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-	if (v == NULL)
-		fail_msg("test JSON does not load: %s: %s", jerr.text, s);
-	free(s);
-	return v;
+	return unit_json(text, JSON_ALLOW_NUL);
 }
 
 /* Whether condition c holds for facts (both JSON text); c must parse. */

@@ -21,6 +21,8 @@
 #include "orderflow/util.h"
 #include "orderflow/wf_def.h"
 
+#include "unit.h"
+
 /* A state "new" that validates into "completed" or "failed", and those two. */
 #define NEW_OK "'new':{'entry':['validate_order'],'on':{'validate':{'target':'completed'}," \
 	"'reject':{'target':'failed'}}}"
@@ -35,22 +37,11 @@ struct refusal {
 	const char	*msg;		/* part of its message */
 };
 
-/* text with ' turned into ", loaded as JSON (any value, duplicates refused). */
+/* JSON written with ' for " (unit.h). */
 static json_t *
 load(const char *text)
 {
-	char *s = xstrdup(text);
-	json_error_t jerr;
-	json_t *v;
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p == '\'')
-			*p = '"';
-	v = json_loads(s, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-	if (v == NULL)
-		fail_msg("test JSON does not load: %s: %s", jerr.text, s);
-	free(s);
-	return v;
+	return unit_json(text, 0);
 }
 
 /* doc (borrowed) parsed as workflow "test" version 3; it must validate. */

@@ -33,6 +33,8 @@
 #include "orderflow/wf_def.h"
 #include "orderflow/wf_step.h"
 
+#include "unit.h"
+
 /* The facts of an order as order_facts (sql/009) builds them. */
 #define FACTS "{'total_amount':'12.50','currency':'USD','payment_status':'paid','tags':[]," \
 	"'skus':['S-1'],'item_count':2,'region':'US','tiktok_status':'AWAITING_SHIPMENT'," \
@@ -61,22 +63,11 @@ struct sim {
 	char		sum[2048];	/* a history summed up */
 };
 
-/* text with ' turned into ", loaded as JSON. */
+/* JSON written with ' for " (unit.h). */
 static json_t *
 load(const char *text)
 {
-	char *s = xstrdup(text);
-	json_error_t jerr;
-	json_t *v;
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p == '\'')
-			*p = '"';
-	v = json_loads(s, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-	if (v == NULL)
-		fail_msg("test JSON does not load: %s: %s", jerr.text, s);
-	free(s);
-	return v;
+	return unit_json(text, 0);
 }
 
 /* The definition text, which must validate, as workflow "test" version 2. */
