@@ -171,9 +171,9 @@ $$;
 -- Reserve stock for a set of orders, each one every SKU or none, in the
 -- order given (the caller sorts by deadline).  Each element: n, order_id,
 -- user_id, policy (what a SKU without an inventory row means: not_tracked,
--- or needs_attention).  Outcome per order: ok (reserved now, or already),
--- nostock (missing: the SKUs short), untracked (missing: the SKUs without
--- a row); items and qtys: the stock it takes now (empty when it takes
+-- or needs_attention).  Outcome per order: ok (reserved now, or already,
+-- or shipped), nostock (missing: the SKUs short), untracked (missing: the
+-- SKUs without a row); items and qtys: the stock it takes now (empty when it takes
 -- none).  The reservation rows are inserted here; the stock rows are not
 -- written: the caller takes the whole set's units with inventory_take at
 -- the very end of its transaction, so a viral SKU's row is written once
@@ -214,8 +214,9 @@ BEGIN
         FROM jsonb_to_recordset(p) AS x(n integer, order_id uuid, user_id uuid, policy text)
         ORDER BY x.n
     LOOP
+        -- Reserved already (a resumed step), or shipped: nothing to take.
         IF EXISTS (SELECT 1 FROM inventory_reservations r
-                   WHERE r.order_id = o.oid AND r.status = 'active') THEN
+                   WHERE r.order_id = o.oid AND r.status IN ('active', 'consumed')) THEN
             order_id := o.oid; outcome := 'ok'; missing := NULL; items := '{}'; qtys := '{}';
             RETURN NEXT;
             CONTINUE;
@@ -257,9 +258,13 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
+    -- A line released before (a cancelled run, a restarted one) is taken again.
     INSERT INTO inventory_reservations (user_id, order_id, inventory_item_id, quantity)
     SELECT u, r, i, q FROM unnest(a_user, a_order, a_item, a_qty) AS x(u, r, i, q)
-    ON CONFLICT DO NOTHING;
+    ON CONFLICT (order_id, inventory_item_id) DO UPDATE SET status = 'active',
+        quantity = EXCLUDED.quantity, created_at = now(), released_at = NULL,
+        consumed_at = NULL
+    WHERE inventory_reservations.status = 'released';
 END $$;
 
 -- Take qtys[k] units of stock row items[k] (each row once), under the

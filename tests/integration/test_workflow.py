@@ -638,3 +638,25 @@ def test_health_counts_the_engine_and_degrades_on_old_due_work(make_daemon, fake
     sql(d, "UPDATE order_workflows SET retry_after = NULL, workflow_status = 'failed'")
     wf_check = d.get("/api/health/orders").json()["checks"]["workflowEngine"]
     assert wf_check["status"] == "healthy" and wf_check["needs_attention"] == 1, wf_check
+
+
+def test_restart_reserves_the_released_stock_again(make_daemon, fake, certs):
+    """force_restart of a run that reserved: the old run releases, the new one reserves the
+    same order's lines again (the released rows are taken again, not lost), and the stock
+    row's reserved units equal the live reservations throughout."""
+    order(fake, "7801", [line("l1", SKU_A, "5.00"), line("l2", SKU_A, "5.00")])
+    d = engine(make_daemon, fake, certs, start=False)
+    stock(d, "S-" + SKU_A, 5)
+    d.start(migrate=False)
+    hook(d, "7801", "r1")
+    first = wait_wf(d, "7801", ("waiting", "ready_to_ship", "shipment"))[5]
+    assert stock_of(d, "S-" + SKU_A) == (5, 2)
+    r = api(d, "POST", "/api/orders/7801/workflow",
+            {"workflow_name": "standard_fulfillment", "force_restart": True})
+    assert r.status == 200 and r.json()["replaced"] == first, r
+    second = wait_wf(d, "7801", ("waiting", "ready_to_ship", "shipment"))[5]
+    assert second != first
+    assert stock_of(d, "S-" + SKU_A) == (5, 2)
+    assert sql(d, "SELECT status, quantity FROM inventory_reservations") == [("active", 2)]
+    assert sql(d, "SELECT workflow_status::text FROM order_workflows WHERE id = %s", (first,)) \
+        == [("cancelled",)]
