@@ -183,7 +183,8 @@ worker_drain_check(struct worker *w, void *arg)
 {
 	struct timeval grace = { 0, WORKER_FLUSH_GRACE_MS * 1000 };
 
-	if (!w->draining || !worker_set_idle(w->set))
+	/* httpd NULL: this loop has ended and freed it; a late message finds it gone. */
+	if (!w->draining || w->httpd == NULL || !worker_set_idle(w->set))
 		return;
 	if (httpd_sending(w->httpd) == 0)
 		event_base_loopexit(w->base, NULL);
@@ -237,10 +238,10 @@ worker_main(void *arg)
 	pg_pool_close(w->pg);
 	rds_close(w->rds);
 	httpd_free(w->httpd);
+	w->httpd = NULL;
 	/* htc frees a resolver that still had a lookup out a loop turn or two later. */
 	for (int i = 0; i < 3; i++)
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
-	w->httpd = NULL;
 	atomic_store(&w->exited, true);
 	return NULL;
 }

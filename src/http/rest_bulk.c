@@ -214,7 +214,8 @@ rest_bulk_reply(struct rest_bulk *bk, const char *error)
 		    "the batch was interrupted; GET /api/orders/bulk/{batch_id} shows how far it got");
 		return;
 	}
-	qsort(bk->errs, (size_t)bk->nerr, sizeof(*bk->errs), rest_bulk_error_cmp);
+	if (bk->nerr > 1)	/* errs is NULL when there are none, and qsort must not see it */
+		qsort(bk->errs, (size_t)bk->nerr, sizeof(*bk->errs), rest_bulk_error_cmp);
 	out = evbuffer_new();
 	evbuffer_add_printf(out, "{\"success\":true,\"processed\":%lld,\"failed\":%lld,"
 	    "\"batch_id\":\"%s\",\"errors\":[", bk->processed, (long long)bk->n - bk->processed,
