@@ -73,6 +73,12 @@ void wf_cond_free(struct wf_cond *c);
  */
 void *wf_err_set(struct wf_err *err, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* wf_err_set for functions that return bool: fill err, return false. */
+bool wf_err_fail(struct wf_err *err, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* A path into buf from a format; a path too long is cut, which is harmless. */
+void wf_err_path(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* parent.key, or parent["key"] (escaped) when key is not a plain identifier. */
 void wf_err_key_path(char *buf, size_t size, const char *parent, const char *key);
 

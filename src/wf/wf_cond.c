@@ -142,9 +142,8 @@ wf_err_set(struct wf_err *err, const char *path, const char *fmt, ...)
 	return NULL;
 }
 
-/* A path into buf from a format; a path too long is cut, which is harmless. */
-static void PRINTFLIKE(3, 4)
-wf_cond_path(char *buf, size_t size, const char *fmt, ...)
+void
+wf_err_path(char *buf, size_t size, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -153,9 +152,8 @@ wf_cond_path(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* wf_err_set for the functions that return bool: fill err, return false. */
-static bool PRINTFLIKE(3, 4)
-wf_cond_fail(struct wf_err *err, const char *path, const char *fmt, ...)
+bool
+wf_err_fail(struct wf_err *err, const char *path, const char *fmt, ...)
 {
 	char msg[sizeof(err->msg)];
 	va_list ap;
@@ -253,9 +251,9 @@ wf_cond_keys_ok(json_t *v, const char *const *keys, const char *path, struct wf_
 		for (i = 0; i < NELEM(all) && strcmp(all[i], key) != 0; i++)
 			;
 		if (i < NELEM(all))
-			return wf_cond_fail(err, kpath, "\"%s\" cannot be combined with \"%s\"",
+			return wf_err_fail(err, kpath, "\"%s\" cannot be combined with \"%s\"",
 			    key, keys[0]);
-		return wf_cond_fail(err, kpath, "unknown field");
+		return wf_err_fail(err, kpath, "unknown field");
 	}
 	return true;
 }
@@ -290,11 +288,11 @@ wf_cond_strings(struct wf_cond *c, json_t *v, bool list, const char *path,
 	}
 	if (!json_is_array(v) || json_array_size(v) == 0 ||
 	    json_array_size(v) > WF_COND_MAX_LIST)
-		return wf_cond_fail(err, path, "\"%s\" takes an array of 1 to %d strings",
+		return wf_err_fail(err, path, "\"%s\" takes an array of 1 to %d strings",
 		    wf_cond_op_names[c->op], WF_COND_MAX_LIST);
 	c->strs = xcalloc(json_array_size(v), sizeof(*c->strs));
 	json_array_foreach(v, i, e) {
-		wf_cond_path(epath, sizeof(epath), "%s[%zu]", path, i);
+		wf_err_path(epath, sizeof(epath), "%s[%zu]", path, i);
 		if ((c->strs[i] = wf_cond_str(e, epath, err)) == NULL)
 			return false;
 		c->nstrs++;
@@ -311,18 +309,18 @@ wf_cond_value(struct wf_cond *c, json_t *v, const char *path, struct wf_err *err
 	switch (c->type) {
 	case WF_COND_T_MONEY:
 		if (!wf_cond_money(v, &c->num))
-			return wf_cond_fail(err, path, "must be an amount >= 0: a number or a "
+			return wf_err_fail(err, path, "must be an amount >= 0: a number or a "
 			    "decimal string with at most 2 decimals and %d integer digits",
 			    WF_COND_MONEY_DIGITS);
 		return true;
 	case WF_COND_T_INT:
 		if (!json_is_integer(v))
-			return wf_cond_fail(err, path, "must be an integer");
+			return wf_err_fail(err, path, "must be an integer");
 		c->num = json_integer_value(v);
 		return true;
 	case WF_COND_T_BOOL:
 		if (!json_is_boolean(v))
-			return wf_cond_fail(err, path, "must be true or false");
+			return wf_err_fail(err, path, "must be true or false");
 		c->num = json_is_true(v);
 		return true;
 	case WF_COND_T_STR:
@@ -349,12 +347,12 @@ wf_cond_field(struct wf_cond *c, json_t *v, const char *path, struct wf_err *err
 	char fpath[WF_COND_PATH_MAX];
 	const char *name = json_string_value(json_object_get(v, "field"));
 
-	wf_cond_path(fpath, sizeof(fpath), "%s.field", path);
+	wf_err_path(fpath, sizeof(fpath), "%s.field", path);
 	if (json_object_get(v, "field") == NULL)
-		return wf_cond_fail(err, path, "a condition needs \"all\", \"any\", \"not\" "
+		return wf_err_fail(err, path, "a condition needs \"all\", \"any\", \"not\" "
 		    "or \"field\"");
 	if (name == NULL)
-		return wf_cond_fail(err, fpath, "must be a string (a field name)");
+		return wf_err_fail(err, fpath, "must be a string (a field name)");
 	for (size_t i = 0; i < NELEM(wf_cond_fields); i++) {
 		if (strcmp(wf_cond_fields[i].name, name) == 0) {
 			c->field = wf_cond_fields[i].name;
@@ -362,7 +360,7 @@ wf_cond_field(struct wf_cond *c, json_t *v, const char *path, struct wf_err *err
 			return true;
 		}
 	}
-	return wf_cond_fail(err, fpath, "unknown field \"%.64s\"", name);
+	return wf_err_fail(err, fpath, "unknown field \"%.64s\"", name);
 }
 
 /* A comparison {"field", "op", "value"} into c. */
@@ -376,20 +374,20 @@ wf_cond_cmp(struct wf_cond *c, json_t *v, const char *path, struct wf_err *err)
 
 	if (!wf_cond_keys_ok(v, keys, path, err) || !wf_cond_field(c, v, path, err))
 		return false;
-	wf_cond_path(opath, sizeof(opath), "%s.op", path);
-	wf_cond_path(vpath, sizeof(vpath), "%s.value", path);
+	wf_err_path(opath, sizeof(opath), "%s.op", path);
+	wf_err_path(vpath, sizeof(vpath), "%s.value", path);
 	if (json_object_get(v, "op") == NULL)
-		return wf_cond_fail(err, path, "missing \"op\"");
+		return wf_err_fail(err, path, "missing \"op\"");
 	if (op == NULL)
-		return wf_cond_fail(err, opath, "must be a string (an operator)");
+		return wf_err_fail(err, opath, "must be a string (an operator)");
 	if ((i = wf_cond_lookup(wf_cond_op_names, WF_COND_OP_COUNT, op)) < 0)
-		return wf_cond_fail(err, opath, "unknown operator \"%.32s\"", op);
+		return wf_err_fail(err, opath, "unknown operator \"%.32s\"", op);
 	c->op = (enum wf_cond_op)i;
 	if ((wf_cond_types[c->type].ops & WF_COND_B(c->op)) == 0)
-		return wf_cond_fail(err, opath, "operator \"%s\" does not apply to %s (a %s "
+		return wf_err_fail(err, opath, "operator \"%s\" does not apply to %s (a %s "
 		    "field)", op, c->field, wf_cond_types[c->type].name);
 	if (json_object_get(v, "value") == NULL)
-		return wf_cond_fail(err, path, "missing \"value\"");
+		return wf_err_fail(err, path, "missing \"value\"");
 	return wf_cond_value(c, json_object_get(v, "value"), vpath, err);
 }
 
@@ -405,14 +403,14 @@ wf_cond_group(struct wf_cond *c, json_t *v, const char *key, const char *path, i
 
 	if (!wf_cond_keys_ok(v, keys, path, ctx->err))
 		return false;
-	wf_cond_path(kpath, sizeof(kpath), "%s.%s", path, key);
+	wf_err_path(kpath, sizeof(kpath), "%s.%s", path, key);
 	if (!json_is_array(kids) || json_array_size(kids) == 0 ||
 	    json_array_size(kids) > WF_COND_MAX_KIDS)
-		return wf_cond_fail(ctx->err, kpath, "\"%s\" takes an array of 1 to %d "
+		return wf_err_fail(ctx->err, kpath, "\"%s\" takes an array of 1 to %d "
 		    "conditions", key, WF_COND_MAX_KIDS);
 	c->kids = xcalloc(json_array_size(kids), sizeof(*c->kids));
 	json_array_foreach(kids, i, kid) {
-		wf_cond_path(kpath, sizeof(kpath), "%s.%s[%zu]", path, key, i);
+		wf_err_path(kpath, sizeof(kpath), "%s.%s[%zu]", path, key, i);
 		if ((c->kids[i] = wf_cond_node(kid, kpath, depth, ctx)) == NULL)
 			return false;
 		c->nkids++;
@@ -431,14 +429,14 @@ wf_cond_body(struct wf_cond *c, json_t *v, const char *path, int depth,
 	if (c->kind == WF_COND_CMP)
 		return wf_cond_cmp(c, v, path, ctx->err);
 	if (depth > WF_COND_MAX_DEPTH)
-		return wf_cond_fail(ctx->err, path, "conditions nest at most %d levels deep",
+		return wf_err_fail(ctx->err, path, "conditions nest at most %d levels deep",
 		    WF_COND_MAX_DEPTH);
 	if (c->kind != WF_COND_NOT)
 		return wf_cond_group(c, v, c->kind == WF_COND_ALL ? "all" : "any", path, depth,
 		    ctx);
 	if (!wf_cond_keys_ok(v, not_keys, path, ctx->err))
 		return false;
-	wf_cond_path(kpath, sizeof(kpath), "%s.not", path);
+	wf_err_path(kpath, sizeof(kpath), "%s.not", path);
 	c->kids = xcalloc(1, sizeof(*c->kids));
 	if ((c->kids[0] = wf_cond_node(json_object_get(v, "not"), kpath, depth, ctx)) == NULL)
 		return false;

@@ -12,7 +12,6 @@
 #include "config.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,31 +141,6 @@ wf_def_name_ok(const char *s)
 	    strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == len;
 }
 
-/* A path into buf from a format; a path too long is cut, which is harmless. */
-static void PRINTFLIKE(3, 4)
-wf_def_path(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-}
-
-/* wf_err_set for the functions that return bool: fill err, return false. */
-static bool PRINTFLIKE(3, 4)
-wf_def_fail(struct wf_err *err, const char *path, const char *fmt, ...)
-{
-	char msg[sizeof(err->msg)];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	wf_err_set(err, path, "%s", msg);
-	return false;
-}
-
 /* Refuse v when it is not an object or has a key not in keys (NULL-terminated). */
 static bool
 wf_def_keys_ok(json_t *v, const char *const *keys, const char *path, const char *what,
@@ -178,13 +152,13 @@ wf_def_keys_ok(json_t *v, const char *const *keys, const char *path, const char 
 	size_t i;
 
 	if (!json_is_object(v))
-		return wf_def_fail(err, path, "%s must be an object", what);
+		return wf_err_fail(err, path, "%s must be an object", what);
 	json_object_foreach(v, key, val) {
 		for (i = 0; keys[i] != NULL && strcmp(keys[i], key) != 0; i++)
 			;
 		if (keys[i] == NULL) {
 			wf_err_key_path(kpath, sizeof(kpath), path, key);
-			return wf_def_fail(err, kpath, "unknown field");
+			return wf_err_fail(err, kpath, "unknown field");
 		}
 	}
 	return true;
@@ -199,11 +173,11 @@ wf_def_desc_ok(json_t *obj, const char *path, struct wf_err *err)
 
 	if (v == NULL)
 		return true;
-	wf_def_path(dpath, sizeof(dpath), "%s.description", path);
+	wf_err_path(dpath, sizeof(dpath), "%s.description", path);
 	if (!json_is_string(v))
-		return wf_def_fail(err, dpath, "must be a string");
+		return wf_err_fail(err, dpath, "must be a string");
 	if (json_string_length(v) > WF_DEF_DESC_MAX)
-		return wf_def_fail(err, dpath, "a description has at most %d bytes",
+		return wf_err_fail(err, dpath, "a description has at most %d bytes",
 		    WF_DEF_DESC_MAX);
 	return true;
 }
@@ -234,15 +208,15 @@ wf_def_action_list(json_t *v, const char *path, int *out, int *n, struct wf_err 
 	json_t *e;
 
 	if (!json_is_array(v))
-		return wf_def_fail(err, path, "must be an array of action names");
+		return wf_err_fail(err, path, "must be an array of action names");
 	if (json_array_size(v) > WF_DEF_MAX_ACTIONS)
-		return wf_def_fail(err, path, "at most %d actions", WF_DEF_MAX_ACTIONS);
+		return wf_err_fail(err, path, "at most %d actions", WF_DEF_MAX_ACTIONS);
 	json_array_foreach(v, i, e) {
-		wf_def_path(apath, sizeof(apath), "%s[%zu]", path, i);
+		wf_err_path(apath, sizeof(apath), "%s[%zu]", path, i);
 		if (!json_is_string(e))
-			return wf_def_fail(err, apath, "must be an action name");
+			return wf_err_fail(err, apath, "must be an action name");
 		if ((out[i] = wf_action_find(json_string_value(e))) < 0)
-			return wf_def_fail(err, apath, "unknown action \"%.64s\"",
+			return wf_err_fail(err, apath, "unknown action \"%.64s\"",
 			    json_string_value(e));
 		*n = (int)i + 1;
 	}
@@ -261,8 +235,8 @@ wf_def_plain_ok(const int *acts, int n, const char *path, const char *where,
 		;
 	if (i == n)
 		return true;
-	wf_def_path(apath, sizeof(apath), "%s[%d]", path, i);
-	return wf_def_fail(err, apath, "%s %s, so it cannot be %s", wf_def_actions[acts[i]].name,
+	wf_err_path(apath, sizeof(apath), "%s[%d]", path, i);
+	return wf_err_fail(err, apath, "%s %s, so it cannot be %s", wf_def_actions[acts[i]].name,
 	    wf_def_actions[acts[i]].wait_kind != NULL ? "waits" : "emits triggers", where);
 }
 
@@ -277,22 +251,22 @@ wf_def_alt(const struct wf_def *d, struct wf_alt *alt, json_t *v, const char *pa
 
 	if (!wf_def_keys_ok(v, keys, path, "a transition", err))
 		return false;
-	wf_def_path(sub, sizeof(sub), "%s.target", path);
+	wf_err_path(sub, sizeof(sub), "%s.target", path);
 	if (target == NULL)
-		return wf_def_fail(err, path, "missing \"target\"");
+		return wf_err_fail(err, path, "missing \"target\"");
 	if (!json_is_string(target))
-		return wf_def_fail(err, sub, "must be a state name");
+		return wf_err_fail(err, sub, "must be a state name");
 	if ((alt->target = wf_def_state(d, json_string_value(target))) < 0)
-		return wf_def_fail(err, sub, "unknown state \"%.64s\"",
+		return wf_err_fail(err, sub, "unknown state \"%.64s\"",
 		    json_string_value(target));
 	if (json_object_get(v, "if") != NULL) {
-		wf_def_path(sub, sizeof(sub), "%s.if", path);
+		wf_err_path(sub, sizeof(sub), "%s.if", path);
 		if ((alt->cond = wf_cond_parse(json_object_get(v, "if"), sub, err)) == NULL)
 			return false;
 	}
 	if (acts == NULL)
 		return true;
-	wf_def_path(sub, sizeof(sub), "%s.actions", path);
+	wf_err_path(sub, sizeof(sub), "%s.actions", path);
 	return wf_def_action_list(acts, sub, alt->actions, &alt->nactions, err) &&
 	    wf_def_plain_ok(alt->actions, alt->nactions, sub, "a transition action", err);
 }
@@ -311,12 +285,12 @@ wf_def_transition(const struct wf_def *d, struct wf_transition *t, json_t *v,
 		return wf_def_alt(d, &t->alts[0], v, path, err);
 	}
 	if (json_array_size(v) == 0 || json_array_size(v) > WF_DEF_MAX_ALTS)
-		return wf_def_fail(err, path, "a transition has 1 to %d alternatives",
+		return wf_err_fail(err, path, "a transition has 1 to %d alternatives",
 		    WF_DEF_MAX_ALTS);
 	json_array_foreach(v, i, e) {
-		wf_def_path(apath, sizeof(apath), "%s[%zu]", path, i);
+		wf_err_path(apath, sizeof(apath), "%s[%zu]", path, i);
 		if (i > 0 && t->alts[i - 1].cond == NULL)
-			return wf_def_fail(err, apath, "unreachable: the alternative before "
+			return wf_err_fail(err, apath, "unreachable: the alternative before "
 			    "it has no \"if\"");
 		t->nalts = (int)i + 1;
 		if (!wf_def_alt(d, &t->alts[i], e, apath, err))
@@ -335,16 +309,16 @@ wf_def_on_parse(const struct wf_def *d, struct wf_state *st, json_t *on, const c
 	json_t *v;
 
 	if (!json_is_object(on))
-		return wf_def_fail(err, path, "must be an object (trigger: transition)");
+		return wf_err_fail(err, path, "must be an object (trigger: transition)");
 	if (json_object_size(on) > WF_DEF_MAX_TRIGGERS)
-		return wf_def_fail(err, path, "at most %d transitions", WF_DEF_MAX_TRIGGERS);
+		return wf_err_fail(err, path, "at most %d transitions", WF_DEF_MAX_TRIGGERS);
 	st->trans = xcalloc(json_object_size(on), sizeof(*st->trans));
 	json_object_foreach(on, trigger, v) {
 		struct wf_transition *t = &st->trans[st->ntrans++];
 
 		wf_err_key_path(tpath, sizeof(tpath), path, trigger);
 		if (!wf_def_name_ok(trigger))
-			return wf_def_fail(err, tpath, "a trigger name must match "
+			return wf_err_fail(err, tpath, "a trigger name must match "
 			    "[a-z][a-z0-9_]{0,63}");
 		snprintf(t->trigger, sizeof(t->trigger), "%s", trigger);
 		if (!wf_def_transition(d, t, v, tpath, err))
@@ -364,8 +338,8 @@ wf_def_entry(struct wf_state *st, json_t *entry, const char *path, struct wf_err
 	for (int i = 0; i < st->nentry - 1; i++) {
 		if (wf_def_actions[st->entry[i]].emits[0] == NULL)
 			continue;
-		wf_def_path(apath, sizeof(apath), "%s[%d]", path, i);
-		return wf_def_fail(err, apath, "%s emits triggers, so it must be the last "
+		wf_err_path(apath, sizeof(apath), "%s[%d]", path, i);
+		return wf_err_fail(err, apath, "%s emits triggers, so it must be the last "
 		    "entry action", wf_def_actions[st->entry[i]].name);
 	}
 	return true;
@@ -382,11 +356,11 @@ wf_def_status(json_t *sv, const char *key, int (*parse)(const char *), const cha
 	*out = -1;
 	if (v == NULL)
 		return true;
-	wf_def_path(spath, sizeof(spath), "%s.%s", path, key);
+	wf_err_path(spath, sizeof(spath), "%s.%s", path, key);
 	if (!json_is_string(v))
-		return wf_def_fail(err, spath, "must be a string (%s)", what);
+		return wf_err_fail(err, spath, "must be a string (%s)", what);
 	if ((*out = parse(json_string_value(v))) < 0)
-		return wf_def_fail(err, spath, "unknown %s \"%.64s\"", what,
+		return wf_err_fail(err, spath, "unknown %s \"%.64s\"", what,
 		    json_string_value(v));
 	return true;
 }
@@ -401,10 +375,10 @@ wf_def_statuses(struct wf_state *st, json_t *sv, const char *path, struct wf_err
 		return false;
 	if (st->workflow_status < 0 &&
 	    (st->workflow_status = order_wf_status_parse(st->name)) < 0)
-		return wf_def_fail(err, path, "missing \"workflow_status\" (required unless "
+		return wf_err_fail(err, path, "missing \"workflow_status\" (required unless "
 		    "the state's name is a workflow status)");
 	if (st->workflow_status == ORDER_WF_CANCELLED)
-		return wf_def_fail(err, path, "workflow_status cancelled is the engine's: it marks "
+		return wf_err_fail(err, path, "workflow_status cancelled is the engine's: it marks "
 		    "a cancelled workflow, not a state of one");
 	return true;
 }
@@ -418,13 +392,13 @@ wf_def_terminal_ok(struct wf_state *st, json_t *sv, const char *path, struct wf_
 	st->terminal = true;
 	st->failure = st->workflow_status == ORDER_WF_FAILED;
 	if (st->workflow_status != ORDER_WF_COMPLETED && !st->failure) {
-		wf_def_path(spath, sizeof(spath), "%s%s", path,
+		wf_err_path(spath, sizeof(spath), "%s%s", path,
 		    json_object_get(sv, "workflow_status") != NULL ? ".workflow_status" : "");
-		return wf_def_fail(err, spath, "a terminal state (no transitions) must have "
+		return wf_err_fail(err, spath, "a terminal state (no transitions) must have "
 		    "workflow_status completed or failed, not %s",
 		    order_wf_status_name(st->workflow_status));
 	}
-	wf_def_path(spath, sizeof(spath), "%s.entry", path);
+	wf_err_path(spath, sizeof(spath), "%s.entry", path);
 	return wf_def_plain_ok(st->entry, st->nentry, spath,
 	    "an entry action of a terminal state", err);
 }
@@ -451,13 +425,13 @@ wf_def_triggers_ok(const struct wf_state *st, const char *path, struct wf_err *e
 	const char *const *emits = last >= 0 ? wf_def_actions[last].emits : NULL;
 	char tpath[WF_DEF_PATH_MAX], opath[WF_DEF_PATH_MAX];
 
-	wf_def_path(opath, sizeof(opath), "%s.on", path);
+	wf_err_path(opath, sizeof(opath), "%s.on", path);
 	for (int i = 0; emits != NULL && emits[i] != NULL; i++)
 		if (wf_def_trans_find(st, emits[i]) == NULL)
-			return wf_def_fail(err, opath, "no transition for \"%s\", which %s emits",
+			return wf_err_fail(err, opath, "no transition for \"%s\", which %s emits",
 			    emits[i], wf_def_actions[last].name);
 	if ((emits == NULL || emits[0] == NULL) && wf_def_trans_find(st, WF_DEF_DONE) == NULL)
-		return wf_def_fail(err, opath, "no transition for \"" WF_DEF_DONE "\", which "
+		return wf_err_fail(err, opath, "no transition for \"" WF_DEF_DONE "\", which "
 		    "fires when every entry action has continued");
 	for (int i = 0; i < st->ntrans; i++) {
 		const char *trigger = st->trans[i].trigger;
@@ -465,8 +439,8 @@ wf_def_triggers_ok(const struct wf_state *st, const char *path, struct wf_err *e
 		if (strcmp(trigger, WF_DEF_DONE) == 0 ||
 		    (last >= 0 && wf_def_emits(last, trigger)))
 			continue;
-		wf_def_path(tpath, sizeof(tpath), "%s.%s", opath, trigger);
-		return wf_def_fail(err, tpath, "no entry action of this state emits \"%s\"",
+		wf_err_path(tpath, sizeof(tpath), "%s.%s", opath, trigger);
+		return wf_err_fail(err, tpath, "no entry action of this state emits \"%s\"",
 		    trigger);
 	}
 	return true;
@@ -482,14 +456,14 @@ wf_def_state_parse(struct wf_def *d, int i, json_t *sv, struct wf_err *err)
 	json_t *entry = json_object_get(sv, "entry"), *on = json_object_get(sv, "on");
 	char path[WF_DEF_PATH_MAX], sub[WF_DEF_PATH_MAX];
 
-	wf_def_path(path, sizeof(path), "$.states.%s", st->name);
+	wf_err_path(path, sizeof(path), "$.states.%s", st->name);
 	if (!wf_def_keys_ok(sv, keys, path, "a state", err) ||
 	    !wf_def_statuses(st, sv, path, err) || !wf_def_desc_ok(sv, path, err))
 		return false;
-	wf_def_path(sub, sizeof(sub), "%s.entry", path);
+	wf_err_path(sub, sizeof(sub), "%s.entry", path);
 	if (entry != NULL && !wf_def_entry(st, entry, sub, err))
 		return false;
-	wf_def_path(sub, sizeof(sub), "%s.on", path);
+	wf_err_path(sub, sizeof(sub), "%s.on", path);
 	if (on != NULL && !wf_def_on_parse(d, st, on, sub, err))
 		return false;
 	if (st->ntrans == 0)
@@ -506,17 +480,17 @@ wf_def_state_names(struct wf_def *d, json_t *states, struct wf_err *err)
 	json_t *v;
 
 	if (states == NULL)
-		return wf_def_fail(err, "$", "missing \"states\"");
+		return wf_err_fail(err, "$", "missing \"states\"");
 	if (!json_is_object(states))
-		return wf_def_fail(err, "$.states", "must be an object (name: state)");
+		return wf_err_fail(err, "$.states", "must be an object (name: state)");
 	if (json_object_size(states) == 0 || json_object_size(states) > WF_DEF_MAX_STATES)
-		return wf_def_fail(err, "$.states", "a definition has 1 to %d states",
+		return wf_err_fail(err, "$.states", "a definition has 1 to %d states",
 		    WF_DEF_MAX_STATES);
 	d->states = xcalloc(json_object_size(states), sizeof(*d->states));
 	json_object_foreach(states, name, v) {
 		wf_err_key_path(path, sizeof(path), "$.states", name);
 		if (!wf_def_name_ok(name))
-			return wf_def_fail(err, path, "a state name must match "
+			return wf_err_fail(err, path, "a state name must match "
 			    "[a-z][a-z0-9_]{0,63}");
 		snprintf(d->states[d->nstates++].name, sizeof(d->states->name), "%s", name);
 	}
@@ -531,9 +505,9 @@ wf_def_initial(struct wf_def *d, json_t *doc, struct wf_err *err)
 	const char *name = v != NULL ? json_string_value(v) : WF_DEF_INITIAL;
 
 	if (name == NULL)
-		return wf_def_fail(err, "$.initial", "must be a state name");
+		return wf_err_fail(err, "$.initial", "must be a state name");
 	if ((d->initial = wf_def_state(d, name)) < 0)
-		return wf_def_fail(err, "$.initial", "unknown state \"%.64s\"%s", name,
+		return wf_err_fail(err, "$.initial", "unknown state \"%.64s\"%s", name,
 		    v == NULL ? " (the initial state when \"initial\" is absent)" : "");
 	return true;
 }
@@ -575,7 +549,7 @@ wf_def_graph_ok(const struct wf_def *d, struct wf_err *err)
 	for (s = 0; s < d->nstates && !ends[s]; s++)
 		;
 	if (s == d->nstates)
-		return wf_def_fail(err, "$.states", "no terminal state (one without "
+		return wf_err_fail(err, "$.states", "no terminal state (one without "
 		    "transitions)");
 	while (more)
 		for (more = false, s = 0; s < d->nstates; s++)
@@ -583,12 +557,12 @@ wf_def_graph_ok(const struct wf_def *d, struct wf_err *err)
 				more = ends[s] = true;
 	wf_def_reach(d, d->initial, seen);
 	for (s = 0; s < d->nstates; s++) {
-		wf_def_path(path, sizeof(path), "$.states.%s", d->states[s].name);
+		wf_err_path(path, sizeof(path), "$.states.%s", d->states[s].name);
 		if (!seen[s])
-			return wf_def_fail(err, path, "unreachable from the initial state \"%s\"",
+			return wf_err_fail(err, path, "unreachable from the initial state \"%s\"",
 			    d->states[d->initial].name);
 		if (!ends[s])
-			return wf_def_fail(err, path, "no terminal state can be reached from "
+			return wf_err_fail(err, path, "no terminal state can be reached from "
 			    "here");
 	}
 	return true;
@@ -812,9 +786,9 @@ wf_rules_workflow(json_t *v, const char *const *known, char *buf, size_t size,
     const char *path, struct wf_err *err)
 {
 	if (!json_is_string(v))
-		return wf_def_fail(err, path, "must be a workflow name");
+		return wf_err_fail(err, path, "must be a workflow name");
 	if (!wf_rules_known(json_string_value(v), known))
-		return wf_def_fail(err, path, "unknown workflow \"%.64s\"",
+		return wf_err_fail(err, path, "unknown workflow \"%.64s\"",
 		    json_string_value(v));
 	snprintf(buf, size, "%s", json_string_value(v));
 	return true;
@@ -829,14 +803,14 @@ wf_rules_name(struct wf_rule *r, json_t *v, const char *path, struct wf_err *err
 	char npath[WF_DEF_PATH_MAX];
 
 	if (v == NULL)
-		return wf_def_fail(err, path, "missing \"name\"");
-	wf_def_path(npath, sizeof(npath), "%s.name", path);
+		return wf_err_fail(err, path, "missing \"name\"");
+	wf_err_path(npath, sizeof(npath), "%s.name", path);
 	if (s == NULL || len == 0 || len > WF_RULES_NAME_MAX)
-		return wf_def_fail(err, npath, "must be a string of 1 to %d bytes",
+		return wf_err_fail(err, npath, "must be a string of 1 to %d bytes",
 		    WF_RULES_NAME_MAX);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return wf_def_fail(err, npath, "must not hold control characters");
+			return wf_err_fail(err, npath, "must not hold control characters");
 	snprintf(r->name, sizeof(r->name), "%s", s);
 	return true;
 }
@@ -850,24 +824,24 @@ wf_rules_one(struct wf_rule *r, json_t *v, size_t i, const char *const *known,
 	json_t *prio = json_object_get(v, "priority"), *wf = json_object_get(v, "workflow");
 	char path[WF_DEF_PATH_MAX], sub[WF_DEF_PATH_MAX];
 
-	wf_def_path(path, sizeof(path), "$.rules[%zu]", i);
+	wf_err_path(path, sizeof(path), "$.rules[%zu]", i);
 	if (!wf_def_keys_ok(v, keys, path, "a rule", err) ||
 	    !wf_rules_name(r, json_object_get(v, "name"), path, err))
 		return false;
-	wf_def_path(sub, sizeof(sub), "%s.priority", path);
+	wf_err_path(sub, sizeof(sub), "%s.priority", path);
 	if (prio != NULL && (!json_is_integer(prio) ||
 	    json_integer_value(prio) < -WF_RULES_PRIO_MAX ||
 	    json_integer_value(prio) > WF_RULES_PRIO_MAX))
-		return wf_def_fail(err, sub, "must be an integer from %d to %d",
+		return wf_err_fail(err, sub, "must be an integer from %d to %d",
 		    -WF_RULES_PRIO_MAX, WF_RULES_PRIO_MAX);
 	r->priority = (long)json_integer_value(prio);
-	wf_def_path(sub, sizeof(sub), "%s.if", path);
+	wf_err_path(sub, sizeof(sub), "%s.if", path);
 	if (json_object_get(v, "if") != NULL &&
 	    (r->cond = wf_cond_parse(json_object_get(v, "if"), sub, err)) == NULL)
 		return false;
-	wf_def_path(sub, sizeof(sub), "%s.workflow", path);
+	wf_err_path(sub, sizeof(sub), "%s.workflow", path);
 	if (wf == NULL)
-		return wf_def_fail(err, path, "missing \"workflow\"");
+		return wf_err_fail(err, path, "missing \"workflow\"");
 	return wf_rules_workflow(wf, known, r->workflow, sizeof(r->workflow), sub, err);
 }
 
@@ -896,7 +870,7 @@ wf_rules_list(struct wf_rules *r, json_t *rules, const char *const *known,
 	if (rules == NULL)
 		return true;
 	if (!json_is_array(rules) || json_array_size(rules) > WF_RULES_MAX)
-		return wf_def_fail(err, "$.rules", "must be an array of at most %d rules",
+		return wf_err_fail(err, "$.rules", "must be an array of at most %d rules",
 		    WF_RULES_MAX);
 	r->rules = xcalloc(json_array_size(rules), sizeof(*r->rules));
 	json_array_foreach(rules, i, v) {
