@@ -85,6 +85,17 @@ long long rest_if_match(struct rest_call *c);
 long long rest_if_match_new(struct rest_call *c);
 /* Fail with 400 when the request has a query string (endpoints that take none). */
 bool rest_no_query(struct httpd_req *hr);
+/*
+ * One query parameter: NULL when taken, else what is wrong with it (the
+ * end of "parameter \"key\" <it>").
+ */
+typedef const char *rest_param_fn(void *arg, const char *key, const char *value);
+/*
+ * The request's query parameters (at most 4 KiB of them), each through fn
+ * in order; false when the request was answered 400 (invalid_query, or
+ * invalid_parameter for the first one fn refused).
+ */
+bool rest_query(struct httpd_req *hr, rest_param_fn *fn, void *arg);
 
 /* True when s is a UUID in text. */
 bool rest_uuid(const char *s);

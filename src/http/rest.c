@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,28 @@ rest_if_match_new(struct rest_call *c)
 	    strcmp(h, "W/\"0\"") == 0))
 		return REST_IF_NONE;
 	return rest_if_match(c);
+}
+
+bool
+rest_query(struct httpd_req *hr, rest_param_fn *fn, void *arg)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req)), *bad = NULL;
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+
+	TAILQ_INIT(&kv);
+	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0)) {
+		httpd_error(hr, 400, "invalid_query", "the query string cannot be parsed");
+		return false;
+	}
+	TAILQ_FOREACH(e, &kv, next) {
+		if ((bad = fn(arg, e->key, e->value)) != NULL) {
+			httpd_error(hr, 400, "invalid_parameter", "parameter \"%.40s\" %s", e->key, bad);
+			break;
+		}
+	}
+	evhttp_clear_headers(&kv);
+	return bad == NULL;
 }
 
 bool

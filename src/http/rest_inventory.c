@@ -198,8 +198,10 @@ rest_inv_int(json_t *v, long long lo, long long hi, long long *out)
 /* ---- GET /api/inventory ----------------------------------------------------------- */
 
 static const char *
-rest_inv_list_param(struct rest_inv_call *c, const char *k, const char *v)
+rest_inv_list_param(void *arg, const char *k, const char *v)
 {
+	struct rest_inv_call *c = arg;
+
 	if (strcmp(k, "low_stock") == 0) {
 		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
 			return "must be true or false";
@@ -220,28 +222,6 @@ rest_inv_list_param(struct rest_inv_call *c, const char *k, const char *v)
 		return "is not a parameter of this endpoint";
 	}
 	return NULL;
-}
-
-static bool
-rest_inv_list_parse(struct httpd_req *hr, struct rest_inv_call *c)
-{
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req)), *bad = NULL;
-	struct evkeyvalq kv;
-	struct evkeyval *e;
-
-	TAILQ_INIT(&kv);
-	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0)) {
-		httpd_error(hr, 400, "invalid_query", "the query string cannot be parsed");
-		return false;
-	}
-	TAILQ_FOREACH(e, &kv, next) {
-		if ((bad = rest_inv_list_param(c, e->key, e->value)) != NULL) {
-			httpd_error(hr, 400, "invalid_parameter", "parameter \"%.40s\" %s", e->key, bad);
-			break;
-		}
-	}
-	evhttp_clear_headers(&kv);
-	return bad == NULL;
 }
 
 static void
@@ -291,7 +271,7 @@ rest_inventory_list(struct httpd_req *hr)
 {
 	struct rest_inv_call *c = rest_inv_new();
 
-	if (!rest_inv_list_parse(hr, c)) {
+	if (!rest_query(hr, rest_inv_list_param, c)) {
 		rest_free(&c->call);
 		return;
 	}

@@ -123,14 +123,24 @@ rest_orders_cursor(const char *v, struct rest_orders_list *l)
 	return true;
 }
 
-/* One parameter into l; NULL or the message of a 400. */
+/* A list query being read: the cursor waits for the sort it belongs to. */
+struct rest_orders_query {
+	struct rest_orders_list *l;
+	char		cursor[128];	/* "" when none was given */
+	bool		page_given;
+};
+
+/* One parameter into q->l (rest_param_fn). */
 static const char *
-rest_orders_list_param(struct rest_orders_list *l, const char *k, const char *v, const char **cursor)
+rest_orders_list_param(void *arg, const char *k, const char *v)
 {
+	struct rest_orders_query *q = arg;
+	struct rest_orders_list *l = q->l;
 	bool day = false;
 
 	if (strcmp(k, "page") == 0)
-		return (l->page = rest_number(v, REST_ORDERS_PAGE_MAX)) < 0 ? "must be an integer in 1..100000" : NULL;
+		return (q->page_given = true, (l->page = rest_number(v, REST_ORDERS_PAGE_MAX)) < 0) ?
+		    "must be an integer in 1..100000" : NULL;
 	if (strcmp(k, "limit") == 0)
 		return (l->limit = rest_number(v, REST_ORDERS_LIMIT_MAX)) < 0 ? "must be an integer in 1..200" : NULL;
 	if (strcmp(k, "status") == 0)
@@ -171,7 +181,9 @@ rest_orders_list_param(struct rest_orders_list *l, const char *k, const char *v,
 		return NULL;
 	}
 	if (strcmp(k, "cursor") == 0) {
-		*cursor = v;
+		if (v[0] == '\0' || strlen(v) >= sizeof(q->cursor))
+			return "is not a cursor of this sort order";
+		snprintf(q->cursor, sizeof(q->cursor), "%s", v);
 		return NULL;
 	}
 	return "is not a parameter of this endpoint";
@@ -181,31 +193,18 @@ rest_orders_list_param(struct rest_orders_list *l, const char *k, const char *v,
 static bool
 rest_orders_list_parse(struct httpd_req *hr, struct rest_orders_list *l)
 {
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
-	const char *cursor = NULL, *bad = NULL, *key = "";
-	struct evkeyvalq kv;
-	struct evkeyval *e;
-	bool page_given = false;
+	struct rest_orders_query q = { .l = l };
+	const char *bad = NULL, *key = "";
 
 	memset(l, 0, sizeof(*l));
 	l->page = 1;
 	l->limit = 50;
-	TAILQ_INIT(&kv);
-	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0)) {
-		httpd_error(hr, 400, "invalid_query", "the query string cannot be parsed");
+	if (!rest_query(hr, rest_orders_list_param, &q))
 		return false;
-	}
-	TAILQ_FOREACH(e, &kv, next) {
-		page_given |= strcmp(e->key, "page") == 0;
-		if ((bad = rest_orders_list_param(l, e->key, e->value, &cursor)) != NULL) {
-			key = e->key;
-			break;
-		}
-	}
-	if (bad == NULL && cursor != NULL) {
+	if (q.cursor[0] != '\0') {
 		key = "cursor";
-		bad = page_given ? "cannot be combined with page" :
-		    !rest_orders_cursor(cursor, l) ? "is not a cursor of this sort order" : NULL;
+		bad = q.page_given ? "cannot be combined with page" :
+		    !rest_orders_cursor(q.cursor, l) ? "is not a cursor of this sort order" : NULL;
 		l->has_cursor = bad == NULL;
 	}
 	if (bad == NULL && l->has_from && l->has_to && l->from_us >= l->to_us) {
@@ -214,7 +213,6 @@ rest_orders_list_parse(struct httpd_req *hr, struct rest_orders_list *l)
 	}
 	if (bad != NULL)
 		httpd_error(hr, 400, "invalid_parameter", "parameter \"%.40s\" %s", key, bad);
-	evhttp_clear_headers(&kv);
 	return bad == NULL;
 }
 

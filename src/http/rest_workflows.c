@@ -132,38 +132,13 @@ rest_wf_json(struct rest_call *c, int status, json_t *doc)
 	free(text);
 }
 
-/* The query parameters of r, one at a time, through fn; false when answered 400. */
-static bool
-rest_wf_query(struct httpd_req *hr, bool (*fn)(struct rest_wf_call *, const char *,
-    const char *, const char **), struct rest_wf_call *c)
-{
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
-	const char *bad = NULL, *key = "";
-	struct evkeyvalq kv;
-	struct evkeyval *e;
-
-	TAILQ_INIT(&kv);
-	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0)) {
-		httpd_error(hr, 400, "invalid_query", "the query string cannot be parsed");
-		return false;
-	}
-	TAILQ_FOREACH(e, &kv, next) {
-		if (!fn(c, e->key, e->value, &bad)) {
-			key = e->key;
-			break;
-		}
-	}
-	if (bad != NULL)
-		httpd_error(hr, 400, "invalid_parameter", "parameter \"%.40s\" %s", key, bad);
-	evhttp_clear_headers(&kv);
-	return bad == NULL;
-}
-
 /* ---- GET /api/workflows: the needs-attention inbox ------------------------------ */
 
-static bool
-rest_wf_inbox_param(struct rest_wf_call *c, const char *k, const char *v, const char **bad)
+static const char *
+rest_wf_inbox_param(void *arg, const char *k, const char *v)
 {
+	struct rest_wf_call *c = arg;
+
 	if (strcmp(k, "status") == 0) {
 		static const char *const names[] = { "running", "waiting", "paused", "failed",
 		    "compensating", "completed", "cancelled", NULL };
@@ -172,27 +147,25 @@ rest_wf_inbox_param(struct rest_wf_call *c, const char *k, const char *v, const 
 			c->statuses = 0;
 		c->status_given = true;
 		if (!rest_enum_list(v, names, &c->statuses))
-			*bad = "must be workflow run statuses: running, waiting, paused, failed, "
+			return "must be workflow run statuses: running, waiting, paused, failed, "
 			    "compensating, completed, cancelled";
 	} else if (strcmp(k, "limit") == 0) {
 		if ((c->limit = rest_number(v, 200)) < 0)
-			*bad = "must be an integer in 1..200";
+			return "must be an integer in 1..200";
 	} else if (strcmp(k, "cursor") == 0) {
 		const char *us = strchr(v, '_');
 
 		if (us == NULL || us - v == 0 || (size_t)(us - v) >= sizeof(c->cursor_key) ||
 		    !rest_uuid(us + 1) || (strncmp(v, "Infinity", 8) != 0 &&
 		    strspn(v, "0123456789") != (size_t)(us - v)))
-			*bad = "is not a cursor of this list";
-		else {
-			snprintf(c->cursor_key, sizeof(c->cursor_key), "%.*s", (int)(us - v), v);
-			snprintf(c->cursor_id, sizeof(c->cursor_id), "%s", us + 1);
-			c->has_cursor = true;
-		}
+			return "is not a cursor of this list";
+		snprintf(c->cursor_key, sizeof(c->cursor_key), "%.*s", (int)(us - v), v);
+		snprintf(c->cursor_id, sizeof(c->cursor_id), "%s", us + 1);
+		c->has_cursor = true;
 	} else {
-		*bad = "is not a parameter of this endpoint";
+		return "is not a parameter of this endpoint";
 	}
-	return *bad == NULL;
+	return NULL;
 }
 
 /* One inbox row as JSON, with the actions the run takes now. */
@@ -283,7 +256,7 @@ rest_workflows_inbox(struct httpd_req *hr)
 
 	c->statuses = 1u << WF_FAILED | 1u << WF_PAUSED | 1u << WF_WAITING;
 	c->limit = 50;
-	if (!rest_wf_query(hr, rest_wf_inbox_param, c)) {
+	if (!rest_query(hr, rest_wf_inbox_param, c)) {
 		rest_free(&c->call);
 		return;
 	}
@@ -329,16 +302,14 @@ rest_workflows_definitions(struct httpd_req *hr)
 		rest_begin(hr, &rest_wf_new()->call, rest_wf_defs_run);
 }
 
-static bool
-rest_wf_def_param(struct rest_wf_call *c, const char *k, const char *v, const char **bad)
+static const char *
+rest_wf_def_param(void *arg, const char *k, const char *v)
 {
-	if (strcmp(k, "version") == 0) {
-		if ((c->version = rest_number(v, 2147483647LL)) < 0)
-			*bad = "must be a positive integer";
-	} else {
-		*bad = "is not a parameter of this endpoint";
-	}
-	return *bad == NULL;
+	struct rest_wf_call *c = arg;
+
+	if (strcmp(k, "version") != 0)
+		return "is not a parameter of this endpoint";
+	return (c->version = rest_number(v, 2147483647LL)) < 0 ? "must be a positive integer" : NULL;
 }
 
 static void
@@ -387,7 +358,7 @@ rest_workflows_definition(struct httpd_req *hr)
 {
 	struct rest_wf_call *c = rest_wf_new();
 
-	if (!rest_wf_query(hr, rest_wf_def_param, c)) {
+	if (!rest_query(hr, rest_wf_def_param, c)) {
 		rest_free(&c->call);
 		return;
 	}
