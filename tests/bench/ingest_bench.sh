@@ -368,25 +368,7 @@ EOF
 }
 write_config
 
-log "running orderflowd --migrate"
-if ! timeout --foreground 120 "$DAEMON" --migrate -c "$CONF" >"$SCRATCH/migrate.log" 2>&1; then
-	cat "$SCRATCH/migrate.log" >&2
-	die "orderflowd --migrate failed"
-fi
-
-SHOP_UUID=$(psql_q <<EOF
-INSERT INTO creators (email, display_name) VALUES ('bench@orderflow.test', 'Bench Creator')
-ON CONFLICT (email) DO NOTHING;
-INSERT INTO shops (creator_id, tiktok_shop_id, shop_cipher, shop_name, app_key, app_secret,
-                   access_token, access_token_expires_at)
-SELECT id, '$TT_SHOP_ID', '$SHOP_CIPHER', 'Bench Shop', '$APP_KEY', '$APP_SECRET',
-       '$ACCESS_TOKEN', now() + interval '30 days'
-FROM creators WHERE email = 'bench@orderflow.test'
-ON CONFLICT (tiktok_shop_id) DO NOTHING;
-SELECT id FROM shops WHERE tiktok_shop_id = '$TT_SHOP_ID';
-EOF
-) || die "cannot create the creator and the shop"
-[[ $SHOP_UUID =~ ^[0-9a-f-]{36}$ ]] || die "unexpected shop id: $SHOP_UUID"
+bench_migrate_shop
 
 # ---------------------------------------------------------------- fake TikTok
 bench_start_fake

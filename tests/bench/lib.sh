@@ -6,7 +6,7 @@
 # scratch-dir cleanup.  Defines: log, die, udie, is_uint, is_posint,
 # stop_pid, proc_starttime, kill_recorded, bench_cleanup_stale,
 # bench_new_scratch, free_ports, http_status, wait_ready, psql_q, median, fmt,
-# bench_start_servers, bench_start_fake, bench_teardown,
+# bench_start_servers, bench_start_fake, bench_teardown, bench_migrate_shop,
 # joinruns, div, warn (counts WARNINGS), add (appends to the array R),
 # wait_child (CHILD_PID), pgb_percentiles.
 
@@ -258,4 +258,27 @@ bench_teardown() {
 	fi
 	[ -z "${SCRATCH:-}" ] || [ ! -d "$SCRATCH" ] || rm -rf -- "$SCRATCH"
 	return 0
+}
+
+# bench_migrate_shop: orderflowd --migrate with $CONF, then the bench
+# creator and its shop (TT_SHOP_ID, SHOP_CIPHER, APP_KEY, APP_SECRET,
+# ACCESS_TOKEN); sets CREATOR and SHOP_UUID.
+bench_migrate_shop() {
+	log "running orderflowd --migrate"
+	timeout --foreground 120 "$DAEMON" --migrate -c "$CONF" >"$SCRATCH/migrate.log" 2>&1 ||
+		{ cat "$SCRATCH/migrate.log" >&2; die "orderflowd --migrate failed"; }
+	read -r CREATOR SHOP_UUID <<<"$(psql_q -F ' ' <<EOF
+INSERT INTO creators (email, display_name) VALUES ('bench@orderflow.test', 'Bench Creator')
+ON CONFLICT (email) DO NOTHING;
+INSERT INTO shops (creator_id, tiktok_shop_id, shop_cipher, shop_name, app_key, app_secret,
+                   access_token, access_token_expires_at)
+SELECT id, '$TT_SHOP_ID', '$SHOP_CIPHER', 'Bench Shop', '$APP_KEY', '$APP_SECRET',
+       '$ACCESS_TOKEN', now() + interval '30 days'
+FROM creators WHERE email = 'bench@orderflow.test'
+ON CONFLICT (tiktok_shop_id) DO NOTHING;
+SELECT c.id, s.id FROM creators c JOIN shops s ON s.creator_id = c.id
+WHERE s.tiktok_shop_id = '$TT_SHOP_ID';
+EOF
+)" || die "cannot create the creator and the shop"
+	[[ ${SHOP_UUID:-} =~ ^[0-9a-f-]{36}$ ]] || die "unexpected shop id: ${SHOP_UUID:-}"
 }

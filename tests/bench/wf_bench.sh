@@ -61,7 +61,8 @@
 #   pipeline rate=1000 reserved_per_s median=998 runs=... p50_ms=... p99_ms=... p99.9_ms=...
 #   hot backlog reserved_per_s median=... runs=...
 #   baseline pgbench c=16 hot_row_tps median=... runs=...
-#   ratio hot_backlog/pgbench=... target=5 ok|MISSED
+#   ratio hot_pipeline/pgbench=... hot_backlog/pgbench=... hot_backlog/max_batch_1=...
+#   target hot_backlog_vs_pgbench value=... goal=5 ok|MISSED
 #   parked n=100000 rss_before_kb=... rss_after_kb=... peak_rss_kb=... bytes_per_run=...
 # and WARNING lines when a check fails.  Exit status 0 when every check
 # held, 1 when a WARNING was printed or on error, 2 on a usage error.
@@ -209,19 +210,8 @@ max_batch = ${WF_MAX_BATCH:-500}
 EOF
 }
 write_config
-log "running orderflowd --migrate"
-timeout --foreground 120 "$DAEMON" --migrate -c "$CONF" >"$SCRATCH/migrate.log" 2>&1 ||
-	{ cat "$SCRATCH/migrate.log" >&2; die "orderflowd --migrate failed"; }
-read -r CREATOR SHOP <<<"$(psql_q -F ' ' <<EOF
-INSERT INTO creators (email, display_name) VALUES ('bench@orderflow.test', 'Bench Creator');
-INSERT INTO shops (creator_id, tiktok_shop_id, shop_cipher, shop_name, app_key, app_secret,
-                   access_token, access_token_expires_at)
-SELECT id, '$TT_SHOP_ID', '$SHOP_CIPHER', 'Bench Shop', '$APP_KEY', '$APP_SECRET',
-       '$ACCESS_TOKEN', now() + interval '30 days' FROM creators;
-SELECT c.id, s.id FROM creators c JOIN shops s ON s.creator_id = c.id;
-EOF
-)" || die "cannot create the creator and the shop"
-[[ $CREATOR =~ ^[0-9a-f-]{36}$ ]] || die "unexpected creator id: $CREATOR"
+bench_migrate_shop
+SHOP=$SHOP_UUID
 # Stock: the fake's catalog (SKU-000..SKU-031) and the warm-up, parked
 # and baseline SKUs without limit; one hot SKU per hot run.
 psql_q <<EOF >/dev/null || die "cannot stock the SKUs"
