@@ -54,6 +54,9 @@ void util_rfc3339(char *buf, size_t size, int64_t wall_ms);
  */
 void util_trim_memory(void);
 
+/* The index of name among the n names (a name table of an enum), or -1 (also for NULL). */
+int util_name_index(const char *const *names, int n, const char *name);
+
 /* True when s is an IPv4 or IPv6 address literal (no name lookup). */
 bool util_is_ip_literal(const char *s);
 /* Random 32-bit value from a per-thread generator seeded from the OS. */

@@ -16,6 +16,15 @@
 
 #include "orderflow/util.h"
 
+int
+util_name_index(const char *const *names, int n, const char *name)
+{
+	for (int i = 0; name != NULL && i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
 void
 util_trim_memory(void)
 {

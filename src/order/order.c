@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "orderflow/order.h"
+#include "orderflow/util.h"
 
 const char *const order_status_names[ORDER_STATUS_COUNT + 1] = {
 	"pending", "confirmed", "processing", "shipped", "delivered", "cancelled", "returned", NULL
@@ -57,15 +58,6 @@ static const struct {
 	{ "CANCEL", ORDER_CANCELLED, false, false },
 };
 
-static int
-order_parse(const char *const *names, int n, const char *name)
-{
-	for (int i = 0; name != NULL && i < n; i++)
-		if (strcmp(names[i], name) == 0)
-			return i;
-	return -1;
-}
-
 const char *
 order_status_name(int s)
 {
@@ -75,7 +67,7 @@ order_status_name(int s)
 int
 order_status_parse(const char *name)
 {
-	return order_parse(order_status_names, ORDER_STATUS_COUNT, name);
+	return util_name_index(order_status_names, ORDER_STATUS_COUNT, name);
 }
 
 const char *
@@ -87,7 +79,7 @@ order_wf_status_name(int s)
 int
 order_wf_status_parse(const char *name)
 {
-	return order_parse(order_wf_status_names, ORDER_WF_STATUS_COUNT, name);
+	return util_name_index(order_wf_status_names, ORDER_WF_STATUS_COUNT, name);
 }
 
 const char *

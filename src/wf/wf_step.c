@@ -58,10 +58,7 @@ wf_status_name(int s)
 int
 wf_status_parse(const char *name)
 {
-	for (int i = 0; name != NULL && i < WF_STATUS_COUNT; i++)
-		if (strcmp(wf_status_names[i], name) == 0)
-			return i;
-	return -1;
+	return util_name_index(wf_status_names, WF_STATUS_COUNT, name);
 }
 
 const char *
@@ -73,10 +70,7 @@ wf_manual_name(int m)
 int
 wf_manual_parse(const char *name)
 {
-	for (int i = 0; name != NULL && i < WF_M_COUNT; i++)
-		if (strcmp(wf_manual_names[i], name) == 0)
-			return i;
-	return -1;
+	return util_name_index(wf_manual_names, WF_M_COUNT, name);
 }
 
 void
