@@ -2020,24 +2020,28 @@ wf_free(struct worker *w)
 
 /* ---- figures ---------------------------------------------------------------------- */
 
-long long
-wf_parked(struct worker_set *s)
+/* A gauge of struct wf_figures (an atomic_llong at off) over all workers. */
+static long long
+wf_gauge(struct worker_set *s, size_t off)
 {
 	long long n = 0;
 
 	for (int i = 0; i < s->n; i++)
-		n += atomic_load(&((struct wf *)s->workers[i].svc[SERVICE_WF])->fig.parked);
+		n += atomic_load((atomic_llong *)((char *)&((struct wf *)
+		    s->workers[i].svc[SERVICE_WF])->fig + off));
 	return n;
+}
+
+long long
+wf_parked(struct worker_set *s)
+{
+	return wf_gauge(s, offsetof(struct wf_figures, parked));
 }
 
 long long
 wf_active(struct worker_set *s)
 {
-	long long n = 0;
-
-	for (int i = 0; i < s->n; i++)
-		n += atomic_load(&((struct wf *)s->workers[i].svc[SERVICE_WF])->fig.active);
-	return n;
+	return wf_gauge(s, offsetof(struct wf_figures, active));
 }
 
 static unsigned long long
