@@ -81,5 +81,7 @@ enum breaker_state breaker_get_state(const struct breaker *b);
 int breaker_window_failures(const struct breaker *b, uint64_t now_ms);
 /* "closed", "open", "half_open". */
 const char *breaker_state_name(enum breaker_state s);
+/* 0 closed, 1 half open, 2 open: the gauge value, and "worse" is larger. */
+int breaker_state_rank(enum breaker_state s);
 
 #endif

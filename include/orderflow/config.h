@@ -21,6 +21,8 @@
 #define CONFIG_LINE_MAX 4096
 /* Largest config file accepted, in bytes. */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* Bytes of a secret read from a file (carrier.api_key_file ...). */
+#define CONFIG_SECRET_MAX 512
 
 struct config {
 	atomic_int	refs;		/* references; freed at zero */
@@ -128,6 +130,28 @@ struct config {
 		int64_t	breaker_window;	/* ms */
 		int64_t	breaker_reset;	/* ms the breaker stays open */
 	} inventory;
+	struct {
+		char	*api_base;	/* EasyPost-compatible API, e.g. https://api.easypost.com/v2 */
+		char	*api_key_file;	/* file holding the API key; "" = no carrier */
+		char	*webhook_secret_file; /* file holding the webhook secret; "" = no webhooks */
+		char	*ca_file;	/* "" = the system's trust store */
+		int64_t	connections;	/* keep-alive connections per worker */
+		int64_t	connect_timeout; /* ms */
+		int64_t	request_timeout; /* ms, connect included */
+		int64_t	breaker_threshold; /* failures in breaker_window that open it */
+		int64_t	breaker_window;	/* ms */
+		int64_t	breaker_reset;	/* ms the breaker stays open */
+		/* Read from the files at load, never dumped: NULL when no file is set. */
+		char	*api_key;
+		char	*webhook_secret;
+	} carrier;
+	struct {
+		int64_t	retry_attempts;	/* attempts of a shipping step, the first included */
+		int64_t	retry_base;	/* ms */
+		int64_t	retry_max;	/* ms */
+		int64_t	sla_warning;	/* ms before rts_sla_time an unshipped order is at risk */
+		int64_t	provider_cache;	/* ms TikTok's shipping providers are kept per delivery option */
+	} shipping;
 };
 
 /* Called for each key that changed but needs a restart to take effect. */

@@ -46,6 +46,7 @@ enum order_change_kind {
 	ORDER_CHANGE_SYNCED,	/* a TikTok snapshot changed a known order */
 	ORDER_CHANGE_STATUS,	/* order_change changed its status */
 	ORDER_CHANGE_WORKFLOW,	/* the workflow engine committed a step of its run */
+	ORDER_CHANGE_SHIPPING,	/* the carrier reported on one of its packages */
 };
 
 struct order_change {

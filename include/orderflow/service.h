@@ -38,12 +38,14 @@ struct worker_set;
 enum service_id {
 	SERVICE_WEBHOOK,	/* TikTok webhooks and the shops' credentials */
 	SERVICE_TT,		/* the TikTok Shop API client and its breaker */
+	SERVICE_CARRIER,	/* the carrier (label broker) API client and its breaker */
 	SERVICE_AUTH,		/* who calls the dashboard API */
 	SERVICE_RATELIMIT,	/* the dashboard API's token buckets */
 	SERVICE_PROC,		/* stored webhook events: fetch and apply */
 	SERVICE_POLL,		/* polling reconciliation */
 	SERVICE_STATS,		/* the list summary's counters (worker 0) */
 	SERVICE_CACHE,		/* the Redis copy of order documents */
+	SERVICE_SHIP,		/* the workflow's shipping steps */
 	SERVICE_WF,		/* the workflow engine */
 	SERVICE_COUNT
 };

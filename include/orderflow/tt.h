@@ -7,8 +7,8 @@
  * and sorts the outcome for the caller's retry policy.  The worker's
  * circuit breaker for TikTok lives here: while it is open nothing is sent.
  *
- * Owned by one worker; called by proc (Get Order Detail) and poll (Search
- * Orders); health reads the counters and the breaker state.
+ * Owned by one worker; called by proc (Get Order Detail), poll (Search
+ * Orders) and ship (Ship Package, shipping documents and providers); health reads the counters and the breaker state.
  */
 #ifndef ORDERFLOW_TT_H
 #define ORDERFLOW_TT_H
@@ -40,6 +40,7 @@ struct tt_result {
 	const char	*error;		/* for logs and last_error; "" on success */
 	json_t		*data;		/* TT_OK: the envelope's data object (borrowed) */
 	int64_t		retry_after_ms;	/* from Retry-After, 0 if none */
+	long long	code;		/* the envelope's code (0: none or success) */
 };
 
 /* What a request needs of a shop; copied before tt_* returns. */
@@ -68,6 +69,19 @@ enum tt_status tt_get_orders(struct tt *t, const struct tt_creds *c, const char 
 /* POST /order/202309/orders/search, update_time in [ge, lt), oldest first. */
 enum tt_status tt_search_orders(struct tt *t, const struct tt_creds *c, int64_t ge, int64_t lt,
     int page_size, const char *page_token, tt_cb *cb, void *arg);
+
+/* Most query parameters of tt_call, besides the four every call has. */
+#define TT_CALL_PARAMS 4
+
+struct ttsign_param;
+/*
+ * Any other call (fulfillment, logistics): method, path without query,
+ * up to TT_CALL_PARAMS extra query parameters, a JSON body or NULL.
+ * Returns like tt_get_orders.
+ */
+enum tt_status tt_call(struct tt *t, const struct tt_creds *c, const char *method,
+    const char *path, const struct ttsign_param *query, size_t nquery, const char *body,
+    tt_cb *cb, void *arg);
 
 /* Ms until the open breaker lets a probe through (0 when it is not open). */
 int64_t tt_breaker_wait_ms(struct tt *t);

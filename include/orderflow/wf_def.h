@@ -76,7 +76,7 @@
 #define WF_RULES_MAX		100	/* rules of one creator */
 #define WF_DEF_DONE		"done"	/* the trigger fired when every entry action continued */
 
-/* The actions a definition may name; the engine runs them (wf_action.c). */
+/* The actions a definition may name; the engine runs them (wf_step.c, wf.c, ship.c). */
 enum wf_action {
 	WF_A_VALIDATE_ORDER,	/* check the order; emits validate or reject; waits while TikTok holds it */
 	WF_A_RESERVE_STOCK,	/* reserve every SKU or none; waits for stock; compensated by release_stock */
@@ -85,6 +85,10 @@ enum wf_action {
 	WF_A_AWAIT_APPROVAL,	/* wait for the creator: emits approve or reject */
 	WF_A_AWAIT_SHIPMENT,	/* wait for the shipment (the shipping integration): emits ship */
 	WF_A_AWAIT_DELIVERY,	/* wait for the delivery: emits deliver */
+	WF_A_CREATE_SHIPPING_LABEL, /* seller shipping: buy the label; compensated by void_label */
+	WF_A_SHIP_PACKAGE,	/* ship every package on TikTok (with the label's tracking number) */
+	WF_A_UPDATE_TIKTOK_STATUS, /* TikTok must report the order shipped */
+	WF_A_VOID_LABEL,	/* refund the labels bought and not shipped */
 	WF_A_COUNT
 };
 
@@ -92,6 +96,8 @@ enum wf_action {
 enum wf_policy {
 	WF_POLICY_WORKFLOW,	/* workflow.retry_*: 3 attempts, 2 s, x1.5, cap 60 s */
 	WF_POLICY_INVENTORY,	/* inventory.retry_*: 2 attempts, 500 ms, x2, cap 5 s */
+	WF_POLICY_SHIPPING,	/* shipping.retry_*: 6 attempts, 2 s, x2, cap 2 min */
+	WF_POLICY_COUNT
 };
 
 /* What the engine and the validator know of an action. */
@@ -102,6 +108,7 @@ struct wf_action_info {
 	const char	*skip_trigger;	/* what the manual "skip" ends it with; NULL: it continues */
 	int		compensation;	/* enum wf_action undoing it, or -1 */
 	enum wf_policy	policy;		/* which retry settings its failures follow */
+	int		call;		/* enum ship_step it runs outside the database, or -1 */
 	const char	*doc;		/* one line for orderflowd(8) */
 };
 

@@ -25,12 +25,14 @@
  *
  * The idempotency key of a step is "<run id>:<seq>:<action>": the same
  * for every attempt and resume of that step, different for a later visit.
- * Actions with effects outside PostgreSQL (the next integrations) send
- * it, so a retried or resumed step never acts twice.  A run without a row
- * yet (a start requested through the API) is keyed "new:..." until its
- * first commit; that commit comes before any action with an outside
- * effect can run, as long as such actions are commit points (the stock
- * actions are, and so must the next integrations' be).
+ * Actions with effects outside PostgreSQL (the shipping steps, ship.h)
+ * record what they do under it, so a retried or resumed step never acts
+ * twice.  Such an action is a commit point: the decision stops there with
+ * a "call" item ({"effect": "call", "call": {"action", "key"}, "then":
+ * {"ok": ...}}); the engine runs the call, then commits the item (done)
+ * or what wf_step_call_failed makes of it.  A run without a row yet (a
+ * start requested through the API) is keyed "new:..." until its first
+ * commit, which always comes before a call (validate and reserve first).
  *
  * Manual actions (retry, skip, cancel, pause, resume, approve, reject)
  * are decided here too: wf_step_allowed says which the run takes now.
@@ -108,7 +110,7 @@ struct wf_run {
 /* What a decision needs from the engine. */
 struct wf_step_env {
 	int64_t		now_ms;		/* wall clock, for history timings */
-	struct backoff_policy policy[2];	/* indexed by enum wf_policy */
+	struct backoff_policy policy[WF_POLICY_COUNT];	/* indexed by enum wf_policy */
 	uint32_t	rnd;		/* jitter */
 	bool		inventory_open;	/* the inventory breaker refuses calls now */
 	int64_t		inventory_wait_ms; /* until it lets one through */
@@ -137,6 +139,23 @@ json_t *wf_step_next(const struct wf_run *r, const struct wf_step_env *env);
  */
 json_t *wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env,
     const char *error, json_t *item);
+/* What the call of a commit item with effect "call" (an outside action) ended in. */
+enum wf_call_result {
+	WF_CALL_RETRY,		/* transient: again after the policy's delay (or delay_ms, if longer) */
+	WF_CALL_WAIT,		/* a breaker is open: again after delay_ms, no attempt used */
+	WF_CALL_FAIL,		/* needs a person: the run fails at the step, error recorded */
+};
+/*
+ * The commit of a call item that did not succeed.  A failure while
+ * compensating leaves the compensation owed: retry runs it again, skip
+ * drops it.  (A call that succeeded commits the item itself, its "then"
+ * being its "ok" alternative: wf_step_call_done.)
+ */
+json_t *wf_step_call_failed(const struct wf_run *r, const struct wf_step_env *env, json_t *item,
+    enum wf_call_result how, const char *error, int64_t delay_ms);
+/* The call of item succeeded (what it did: detail): item becomes its commit. */
+void wf_step_call_done(json_t *item, const char *detail);
+
 /*
  * r's commit item c was committed with the verdict ok: move r to the next
  * state it chose (for a reservation, the one of outcome), at version.

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "orderflow/config.h"
@@ -126,6 +127,21 @@ static const struct config_key config_keys[] = {
 	{ "workflow", "stock_recheck", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(workflow.stock_recheck), 0 },
 	{ "workflow", "max_due_age", CONFIG_DURATION, "60s", SEC(1), SEC(86400), OFF(workflow.max_due_age), 0 },
 	{ "inventory", "retry_attempts", CONFIG_INT, "2", 1, 20, OFF(inventory.retry_attempts), 0 },
+	{ "carrier", "api_base", CONFIG_URL, "https://api.easypost.com/v2", 0, 0, OFF(carrier.api_base), CONFIG_RESTART },
+	{ "carrier", "api_key_file", CONFIG_STRING, "", 0, 0, OFF(carrier.api_key_file), 0 },
+	{ "carrier", "webhook_secret_file", CONFIG_STRING, "", 0, 0, OFF(carrier.webhook_secret_file), 0 },
+	{ "carrier", "ca_file", CONFIG_STRING, "", 0, 0, OFF(carrier.ca_file), CONFIG_RESTART },
+	{ "carrier", "connections", CONFIG_INT, "4", 1, 256, OFF(carrier.connections), CONFIG_RESTART },
+	{ "carrier", "connect_timeout", CONFIG_DURATION, "5s", MS(100), SEC(300), OFF(carrier.connect_timeout), CONFIG_RESTART },
+	{ "carrier", "request_timeout", CONFIG_DURATION, "20s", MS(100), SEC(600), OFF(carrier.request_timeout), CONFIG_RESTART },
+	{ "carrier", "breaker_threshold", CONFIG_INT, "5", 1, 64, OFF(carrier.breaker_threshold), CONFIG_RESTART },
+	{ "carrier", "breaker_window", CONFIG_DURATION, "30s", SEC(1), SEC(3600), OFF(carrier.breaker_window), CONFIG_RESTART },
+	{ "carrier", "breaker_reset", CONFIG_DURATION, "30s", MS(100), SEC(3600), OFF(carrier.breaker_reset), CONFIG_RESTART },
+	{ "shipping", "retry_attempts", CONFIG_INT, "6", 1, 50, OFF(shipping.retry_attempts), 0 },
+	{ "shipping", "retry_base", CONFIG_DURATION, "2s", MS(10), SEC(3600), OFF(shipping.retry_base), 0 },
+	{ "shipping", "retry_max", CONFIG_DURATION, "2min", MS(10), SEC(86400), OFF(shipping.retry_max), 0 },
+	{ "shipping", "sla_warning", CONFIG_DURATION, "12h", 0, SEC(30 * 86400), OFF(shipping.sla_warning), 0 },
+	{ "shipping", "provider_cache", CONFIG_DURATION, "1h", SEC(1), SEC(7 * 86400), OFF(shipping.provider_cache), 0 },
 	{ "inventory", "retry_base", CONFIG_DURATION, "500ms", MS(10), SEC(3600), OFF(inventory.retry_base), 0 },
 	{ "inventory", "retry_max", CONFIG_DURATION, "5s", MS(10), SEC(86400), OFF(inventory.retry_max), 0 },
 	{ "inventory", "retry_multiplier", CONFIG_FACTOR, "2", 100, 1000, OFF(inventory.retry_multiplier), 0 },
@@ -468,6 +484,7 @@ config_check_pairs(struct config_parse *p)
 		{ "tiktok", "retry_base", "retry_max" },
 		{ "workflow", "retry_base", "retry_max" },
 		{ "inventory", "retry_base", "retry_max" },
+		{ "shipping", "retry_base", "retry_max" },
 	};
 	size_t ilo, ihi;
 
@@ -482,6 +499,63 @@ config_check_pairs(struct config_parse *p)
 	}
 }
 
+/* Secret files: read at load, so a reload picks up a rotated key. */
+static const struct {
+	const char *section, *name;
+	size_t	offset;		/* where the contents go */
+} config_secrets[] = {
+	{ "carrier", "api_key_file", OFF(carrier.api_key) },
+	{ "carrier", "webhook_secret_file", OFF(carrier.webhook_secret) },
+};
+
+/* The secret in path: its first line, 1..CONFIG_SECRET_MAX bytes; NULL and *why when unusable. */
+static char *
+config_read_secret(const char *path, char **why)
+{
+	char buf[CONFIG_SECRET_MAX + 2];
+	struct stat st;
+	size_t len;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		*why = xasprintf("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH)) {
+		fclose(f);
+		*why = xasprintf("%s is readable by every user: chmod o-r it", path);
+		return NULL;
+	}
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if ((len = strlen(buf)) > CONFIG_SECRET_MAX || len == 0) {
+		*why = xasprintf("%s: the secret must be one line of 1..%d bytes", path,
+		    CONFIG_SECRET_MAX);
+		return NULL;
+	}
+	return xstrdup(buf);
+}
+
+static void
+config_load_secrets(struct config_parse *p)
+{
+	for (size_t i = 0; i < NELEM(config_secrets) && p->cause == NULL; i++) {
+		size_t idx;
+		const struct config_key *k = config_find(config_secrets[i].section,
+		    config_secrets[i].name, &idx);
+		const char *path = *config_str(p->cfg, k);
+		char **dst = (char **)((char *)p->cfg + config_secrets[i].offset), *why = NULL;
+
+		if (path[0] == '\0')
+			continue;
+		if ((*dst = config_read_secret(path, &why)) == NULL)
+			config_fail(p, p->lines[idx], xasprintf("%s.%s: %s", k->section, k->name, why));
+		free(why);
+	}
+}
+
 static void
 config_free(struct config *cfg)
 {
@@ -491,6 +565,8 @@ config_free(struct config *cfg)
 		if (config_is_text(t))
 			free(*config_str(cfg, &config_keys[i]));
 	}
+	for (size_t i = 0; i < NELEM(config_secrets); i++)
+		free(*(char **)((char *)cfg + config_secrets[i].offset));
 	free(cfg->path);
 	free(cfg);
 }
@@ -559,6 +635,8 @@ config_parse_text(const char *text, size_t len, const char *name, char **cause)
 	rc = ini_parse_stream(config_ini_reader, &r, config_ini_handler, &p);
 	if (rc == 0)
 		config_check_pairs(&p);
+	if (rc == 0 && p.cause == NULL)
+		config_load_secrets(&p);
 	if (rc != 0 && p.cause == NULL) {
 		if (rc > 0)
 			config_fail(&p, rc, xstrdup("syntax error: expected \"key = value\", "

@@ -10,6 +10,8 @@
 #include "orderflow/admin.h"
 #include "orderflow/auth.h"
 #include "orderflow/cache.h"
+#include "orderflow/carrier.h"
+#include "orderflow/cwebhook.h"
 #include "orderflow/health.h"
 #include "orderflow/ostore.h"
 #include "orderflow/poll.h"
@@ -20,6 +22,7 @@
 #include "orderflow/rest_orders.h"
 #include "orderflow/rest_workflows.h"
 #include "orderflow/service.h"
+#include "orderflow/ship.h"
 #include "orderflow/stats.h"
 #include "orderflow/tt.h"
 #include "orderflow/webhook.h"
@@ -39,6 +42,9 @@ SERVICE_HOOK(SERVICE_WEBHOOK, webhook_free)
 SERVICE_NEW(tt_new)
 SERVICE_HOOK(SERVICE_TT, tt_close)
 SERVICE_HOOK(SERVICE_TT, tt_free)
+SERVICE_NEW(cr_new)
+SERVICE_HOOK(SERVICE_CARRIER, cr_close)
+SERVICE_HOOK(SERVICE_CARRIER, cr_free)
 SERVICE_NEW(auth_new)
 SERVICE_HOOK(SERVICE_AUTH, auth_free)
 SERVICE_HOOK(SERVICE_RATELIMIT, ratelimit_free)
@@ -92,6 +98,8 @@ const struct service service_table[] = {
 	    .close = webhook_close_hook, .destroy = webhook_free_hook, .metrics = webhook_metrics },
 	[SERVICE_TT] = { .name = "tiktok", .create = tt_new_hook, .close = tt_close_hook,
 	    .destroy = tt_free_hook, .metrics = tt_metrics },
+	[SERVICE_CARRIER] = { .name = "carrier", .create = cr_new_hook, .close = cr_close_hook,
+	    .destroy = cr_free_hook, .metrics = cr_metrics },
 	[SERVICE_AUTH] = { .name = "auth", .prepare = auth_prepare, .create = auth_new_hook,
 	    .destroy = auth_free_hook },
 	[SERVICE_RATELIMIT] = { .name = "ratelimit", .create = ratelimit_new_hook,
@@ -107,6 +115,8 @@ const struct service service_table[] = {
 	    .start = stats_start_hook, .close = stats_close_hook, .destroy = stats_free_hook,
 	    .metrics = stats_metrics },
 	[SERVICE_CACHE] = { .name = "cache", .order_changed = cache_order_changed },
+	[SERVICE_SHIP] = { .name = "shipping", .prepare = ship_prepare, .create = ship_new,
+	    .close = ship_close, .destroy = ship_free, .metrics = ship_metrics },
 	[SERVICE_WF] = { .name = "workflow", .prepare = wf_prepare, .create = wf_new,
 	    .start = wf_start, .reconfigure = wf_reconfigure, .close = wf_close, .destroy = wf_free,
 	    .metrics = wf_metrics, .order_changed = wf_order_changed },
@@ -118,6 +128,7 @@ const struct service service_table[] = {
 	{ .name = "rest_bulk", .prepare = rest_bulk_prepare },
 	{ .name = "rest_workflows", .prepare = rest_workflows_prepare },
 	{ .name = "rest_inventory", .prepare = rest_inventory_prepare },
+	{ .name = "carrier_webhook", .prepare = cwh_prepare },
 	{ .name = NULL },
 };
 

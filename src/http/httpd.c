@@ -20,6 +20,7 @@
 
 #include "orderflow/admin.h"
 #include "orderflow/config.h"
+#include "orderflow/cwebhook.h"
 #include "orderflow/health.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
@@ -49,6 +50,7 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/health/orders", HTTPD_GET, health_orders },
 	{ "/metrics", HTTPD_GET, health_metrics },
 	{ "/webhooks/tiktok", HTTPD_POST, webhook_tiktok },
+	{ "/webhooks/carrier", HTTPD_POST, cwh_receive },
 	{ "/api/admin/dead-letters", HTTPD_GET, admin_dead_letters },
 	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
 	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },

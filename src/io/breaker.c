@@ -188,3 +188,9 @@ breaker_window_failures(const struct breaker *b, uint64_t now_ms)
 		n += breaker_counts(b, b->fail_at[i], now_ms);
 	return n;
 }
+
+int
+breaker_state_rank(enum breaker_state s)
+{
+	return s == BREAKER_OPEN ? 2 : s == BREAKER_HALF_OPEN ? 1 : 0;
+}

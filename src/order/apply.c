@@ -203,6 +203,46 @@ apply_items(json_t *lines, char *err, size_t errsz)
 	return items;
 }
 
+/* Packages an order may come in; TikTok splits rarely and into few. */
+#define APPLY_MAX_PACKAGES 50
+
+/*
+ * How the order ships: shipping_type, delivery option and its packages
+ * ([{"id", "line_item_ids"}], from packages[] and each line's package_id).
+ * Unknown or malformed values are left out, never guessed: an order without
+ * a shipping type ships as TikTok's (its default for a seller-fulfilled order).
+ */
+static void
+apply_shipping(json_t *rec, json_t *order)
+{
+	const char *st = json_string_value(json_object_get(order, "shipping_type"));
+	json_t *pkgs = json_array(), *p, *line;
+	size_t i, k;
+
+	json_object_set_new(rec, "shipping_type", st != NULL && (strcmp(st, "TIKTOK") == 0 ||
+	    strcmp(st, "SELLER") == 0) ? json_string(st) : json_null());
+	json_object_set_new(rec, "delivery_option_id",
+	    apply_id(order, "delivery_option_id") != NULL ?
+	    json_string(apply_id(order, "delivery_option_id")) : json_null());
+	json_array_foreach(json_object_get(order, "packages"), i, p) {
+		const char *id = apply_id(p, "id");
+
+		if (id == NULL || json_array_size(pkgs) >= APPLY_MAX_PACKAGES)
+			continue;
+		json_array_append_new(pkgs, json_pack("{s:s,s:[]}", "id", id, "line_item_ids"));
+	}
+	json_array_foreach(json_object_get(order, "line_items"), i, line) {
+		const char *pid = apply_id(line, "package_id"), *lid = apply_id(line, "id");
+
+		json_array_foreach(pkgs, k, p)
+			if (pid != NULL && lid != NULL &&
+			    strcmp(json_string_value(json_object_get(p, "id")), pid) == 0)
+				json_array_append_new(json_object_get(p, "line_item_ids"),
+				    json_string(lid));
+	}
+	json_object_set_new(rec, "packages", pkgs);
+}
+
 /* The money fields of the payment object into rec. */
 static const char *
 apply_payment(json_t *rec, json_t *pay)
@@ -284,6 +324,7 @@ apply_normalize(json_t *order, const char **idp, char *err, size_t errsz)
 	}
 	json_object_set_new(rec, "payment_status", json_string(
 	    json_integer_value(json_object_get(rec, "paid_time")) > 0 ? "paid" : "pending"));
+	apply_shipping(rec, order);
 	return rec;
 }
 

@@ -124,6 +124,7 @@ tt_parse(const struct htc_response *hr, struct tt_result *r, json_t **doc, char 
 	r->status = TT_RETRY;
 	r->error = err;
 	r->data = NULL;
+	r->code = 0;
 	r->retry_after_ms = hr->retry_after != NULL ? (int64_t)strtol(hr->retry_after, NULL, 10) * 1000 : 0;
 	if (r->retry_after_ms < 0 || r->retry_after_ms > 3600 * 1000)
 		r->retry_after_ms = 0;
@@ -150,6 +151,7 @@ tt_parse(const struct htc_response *hr, struct tt_result *r, json_t **doc, char 
 		const char *msg = json_string_value(json_object_get(*doc, "message"));
 
 		r->status = tt_classify_code(json_integer_value(code));
+		r->code = (long long)json_integer_value(code);
 		snprintf(err, errsz, "code %lld: %.200s", (long long)json_integer_value(code),
 		    msg != NULL ? msg : "");
 		return;
@@ -274,10 +276,17 @@ tt_search_orders(struct tt *t, const struct tt_creds *c, int64_t ge, int64_t lt,
 	return tt_send(t, c, "POST", TT_SEARCH_PATH, params, n, body, cb, arg);
 }
 
-static int
-tt_state_rank(enum breaker_state s)
+enum tt_status
+tt_call(struct tt *t, const struct tt_creds *c, const char *method, const char *path,
+    const struct ttsign_param *query, size_t nquery, const char *body, tt_cb *cb, void *arg)
 {
-	return s == BREAKER_OPEN ? 2 : s == BREAKER_HALF_OPEN ? 1 : 0;
+	struct ttsign_param params[TT_CALL_PARAMS + 4];
+
+	if (nquery > TT_CALL_PARAMS)
+		return TT_FATAL;
+	if (nquery > 0)
+		memcpy(params, query, nquery * sizeof(*query));
+	return tt_send(t, c, method, path, params, nquery, body, cb, arg);
 }
 
 const char *
@@ -288,7 +297,7 @@ tt_breaker_summary(struct worker_set *s)
 	for (int i = 0; i < s->n; i++) {
 		enum breaker_state st = breaker_get_state(&((struct tt *)s->workers[i].svc[SERVICE_TT])->breaker);
 
-		if (tt_state_rank(st) > tt_state_rank(worst))
+		if (breaker_state_rank(st) > breaker_state_rank(worst))
 			worst = st;
 	}
 	return breaker_state_name(worst);
@@ -309,7 +318,7 @@ tt_metrics(struct evbuffer *out, struct worker_set *s)
 			outc[k] += atomic_load(&t->outcomes[k]);
 		thr += atomic_load(&t->throttled);
 		evbuffer_add_printf(out, "orderflow_tiktok_breaker_state{worker=\"%d\"} %d\n", i,
-		    tt_state_rank(breaker_get_state(&t->breaker)));
+		    breaker_state_rank(breaker_get_state(&t->breaker)));
 	}
 	evbuffer_add_printf(out,
 	    "# HELP orderflow_tiktok_breaker_opens_total Times a TikTok breaker opened.\n"

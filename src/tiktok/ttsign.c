@@ -56,11 +56,11 @@ ttsign_webhook(const char *app_key, const char *secret, const void *body, size_t
 	ttsign_hmac_hex(secret, pieces, NELEM(pieces), out);
 }
 
-bool
-ttsign_webhook_verify(const char *app_key, const char *secret, const void *body, size_t len,
-    const char *header)
+/* header (hex, any case) equals want (lowercase hex), in constant time. */
+static bool
+ttsign_hex_match(const char *want, const char *header)
 {
-	char want[TTSIGN_HEX_LEN + 1], got[TTSIGN_HEX_LEN + 1];
+	char got[TTSIGN_HEX_LEN + 1];
 
 	if (header == NULL || strlen(header) != TTSIGN_HEX_LEN)
 		return false;
@@ -74,8 +74,27 @@ ttsign_webhook_verify(const char *app_key, const char *secret, const void *body,
 		got[i] = c;
 	}
 	got[TTSIGN_HEX_LEN] = '\0';
-	ttsign_webhook(app_key, secret, body, len, want);
 	return CRYPTO_memcmp(want, got, TTSIGN_HEX_LEN) == 0;
+}
+
+bool
+ttsign_webhook_verify(const char *app_key, const char *secret, const void *body, size_t len,
+    const char *header)
+{
+	char want[TTSIGN_HEX_LEN + 1];
+
+	ttsign_webhook(app_key, secret, body, len, want);
+	return ttsign_hex_match(want, header);
+}
+
+bool
+ttsign_body_verify(const char *secret, const void *body, size_t len, const char *hex)
+{
+	struct ttsign_piece pieces[] = { { body, len } };
+	char want[TTSIGN_HEX_LEN + 1];
+
+	ttsign_hmac_hex(secret, pieces, NELEM(pieces), want);
+	return ttsign_hex_match(want, hex);
 }
 
 static int

@@ -34,6 +34,7 @@
 #include "orderflow/ostore.h"
 #include "orderflow/pg.h"
 #include "orderflow/service.h"
+#include "orderflow/ship.h"
 #include "orderflow/smap.h"
 #include "orderflow/util.h"
 #include "orderflow/uset.h"
@@ -71,6 +72,7 @@ enum wf_phase {
 	WF_JOB_SENT,		/* commit in flight */
 	WF_JOB_TIMER,		/* retry on the wheel (or idle, off every list) */
 	WF_JOB_CHOOSING,	/* waiting for its creator's rules to choose its workflow */
+	WF_JOB_CALLING,		/* its step runs outside the database (ship.h) */
 };
 
 /* A manual action or workflow request waiting for its run. */
@@ -99,7 +101,8 @@ struct wf_job {
 	enum wf_phase	phase;
 	size_t		heap;		/* READY: index in the heap */
 	struct twheel_timer timer;	/* TIMER */
-	json_t		*item;		/* QUEUED, SENT: the commit */
+	json_t		*item;		/* QUEUED, SENT: the commit; CALLING: the call's item */
+	struct ship_task *task;		/* CALLING: the step being run */
 	TAILQ_ENTRY(wf_job) qentry;	/* QUEUED: the writer's queue */
 	struct wf_req_list reqs;	/* waiting for the job to be idle */
 	struct wf_req	*req;		/* SENT: the request this commit answers */
@@ -374,6 +377,9 @@ wf_env(struct wf *wf, struct wf_step_env *env)
 	env->policy[WF_POLICY_INVENTORY] = (struct backoff_policy){
 	    (int)cfg->inventory.retry_attempts, cfg->inventory.retry_base, cfg->inventory.retry_max,
 	    (double)cfg->inventory.retry_multiplier / 100.0 };
+	env->policy[WF_POLICY_SHIPPING] = (struct backoff_policy){
+	    (int)cfg->shipping.retry_attempts, cfg->shipping.retry_base, cfg->shipping.retry_max,
+	    2.0 };
 	env->rnd = util_random();
 	if (breaker_get_state(&wf->inventory) == BREAKER_OPEN) {
 		env->inventory_open = true;
@@ -525,6 +531,8 @@ wf_job_free(struct wf_job *j)
 		TAILQ_REMOVE(&wf->queue, j, qentry);
 		wf->nqueue--;
 	}
+	if (j->task != NULL)
+		ship_abandon(j->task);
 	wf_job_drop_reqs(j, 503, "unavailable", "the workflow could not be reached; try again");
 	if (smap_get(wf->jobs, j->run.order_id) == j)
 		smap_del(wf->jobs, j->run.order_id);
@@ -1157,11 +1165,19 @@ wf_item_action(json_t *item)
 	return WF_A_COUNT;
 }
 
+static void wf_call(struct wf_job *j, json_t *item);
+
 static void
 wf_queue(struct wf_job *j, json_t *item)
 {
 	struct wf *wf = j->wf;
+	const char *effect = json_string_value(json_object_get(item, "effect"));
 
+	if (effect != NULL && strcmp(effect, "call") == 0 &&
+	    json_object_get(json_object_get(item, "then"), "step") == NULL) {
+		wf_call(j, item);
+		return;
+	}
 	json_decref(j->item);
 	j->item = item;
 	j->decided_us = util_mono_us();
@@ -1170,6 +1186,58 @@ wf_queue(struct wf_job *j, json_t *item)
 	TAILQ_INSERT_TAIL(&wf->queue, j, qentry);
 	wf->nqueue++;
 	wf_kick(wf);
+}
+
+/* ---- steps outside the database ----------------------------------------------- */
+
+static void
+wf_on_called(const struct ship_outcome *o, void *arg)
+{
+	struct wf_job *j = arg;
+	struct wf_step_env env;
+	json_t *item = j->item;
+	static const enum wf_call_result how[] = {
+		[SHIP_RETRY] = WF_CALL_RETRY, [SHIP_WAIT] = WF_CALL_WAIT, [SHIP_FAIL] = WF_CALL_FAIL,
+	};
+
+	j->task = NULL;
+	j->item = NULL;
+	j->phase = WF_JOB_TIMER;
+	if (o->verdict == SHIP_DONE) {
+		wf_step_call_done(item, o->error);
+		wf_queue(j, item);
+		return;
+	}
+	if (o->verdict == SHIP_RETRY)
+		util_count(&j->wf->fig.retries, 1);
+	wf_env(j->wf, &env);
+	wf_queue(j, wf_step_call_failed(&j->run, &env, item, how[o->verdict], o->error,
+	    o->delay_ms));
+	json_decref(item);
+}
+
+/* Run the call of item (taken); its commit is queued when it is back. */
+static void
+wf_call(struct wf_job *j, json_t *item)
+{
+	json_t *call = json_object_get(item, "call");
+	int a = wf_action_find(json_string_value(json_object_get(call, "action")));
+	const struct wf_action_info *ai = wf_action_info(a);
+
+	json_decref(j->item);
+	j->item = item;
+	j->phase = WF_JOB_CALLING;
+	if (ai == NULL || ai->call < 0) {
+		/* Cannot happen: wf_step only makes calls of call actions. */
+		log_error("workflow call of an unknown action", "order=%s", j->run.order_id);
+		j->phase = WF_JOB_TIMER;
+		j->item = NULL;
+		json_decref(item);
+		wf_job_free(j);
+		return;
+	}
+	j->task = ship_run(j->wf->w, (enum ship_step)ai->call, j->run.order_id, j->run.creator,
+	    json_string_value(json_object_get(call, "key")), wf_on_called, j);
 }
 
 /* Decide the ready jobs, earliest deadline first, while the writer has room. */
@@ -1341,7 +1409,8 @@ wf_committed(struct wf *wf, struct wf_job *j, PGresult *r, int i)
 		breaker_success(&wf->inventory, worker_now_ms());
 		util_count(outcome == NULL || strcmp(outcome, "ok") == 0 ? &wf->fig.reserved :
 		    strcmp(outcome, "nostock") == 0 ? &wf->fig.backorders : &wf->fig.untracked, 1);
-	} else if (json_object_get(item, "effect") != NULL) {
+	} else if (json_object_get(item, "effect") != NULL &&
+	    strcmp(json_string_value(json_object_get(item, "effect")), "call") != 0) {
 		/* Released stock may serve runs waiting for it. */
 		wf_stock_changed(wf->w, j->run.creator);
 	}
@@ -1710,7 +1779,7 @@ wf_order_changed(struct worker *w, const struct order_change *c)
 	if ((j = smap_get(wf->jobs, c->id)) != NULL) {
 		/* Its facts are stale: read the run and the order again before going on. */
 		if (j->phase == WF_JOB_QUEUED || j->phase == WF_JOB_SENT ||
-		    j->phase == WF_JOB_CHOOSING) {
+		    j->phase == WF_JOB_CHOOSING || j->phase == WF_JOB_CALLING) {
 			j->reload = true;
 		} else {
 			if (j->phase == WF_JOB_READY)

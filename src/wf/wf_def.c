@@ -18,6 +18,7 @@
 
 #include "orderflow/log.h"
 #include "orderflow/order.h"
+#include "orderflow/ship.h"
 #include "orderflow/util.h"
 #include "orderflow/wf_def.h"
 
@@ -30,25 +31,42 @@
 /* The actions, in the order of enum wf_action. */
 static const struct wf_action_info wf_def_actions[WF_A_COUNT] = {
 	[WF_A_VALIDATE_ORDER] = { "validate_order", { "validate", "reject", NULL },
-	    "tiktok_hold", "validate", -1, WF_POLICY_WORKFLOW,
+	    "tiktok_hold", "validate", -1, WF_POLICY_WORKFLOW, -1,
 	    "checks the order (lines, SKUs, TikTok status); waits while TikTok holds it "
 	    "(UNPAID, ON_HOLD); emits validate or reject" },
 	[WF_A_RESERVE_STOCK] = { "reserve_stock", { NULL }, "stock", NULL,
-	    WF_A_RELEASE_STOCK, WF_POLICY_INVENTORY,
+	    WF_A_RELEASE_STOCK, WF_POLICY_INVENTORY, -1,
 	    "reserves every SKU of the order or none; waits for stock when some is missing" },
 	[WF_A_RELEASE_STOCK] = { "release_stock", { NULL }, NULL, NULL, -1,
-	    WF_POLICY_INVENTORY, "releases the order's active reservations" },
+	    WF_POLICY_INVENTORY, -1, "releases the order's active reservations" },
 	[WF_A_CONSUME_STOCK] = { "consume_stock", { NULL }, NULL, NULL, -1,
-	    WF_POLICY_INVENTORY,
+	    WF_POLICY_INVENTORY, -1,
 	    "turns the order's reservations into shipped stock (on hand and reserved go down)" },
 	[WF_A_AWAIT_APPROVAL] = { "await_approval", { "approve", "reject", NULL }, "approval",
-	    "approve", -1, WF_POLICY_WORKFLOW,
+	    "approve", -1, WF_POLICY_WORKFLOW, -1,
 	    "waits for the creator to approve or reject the order" },
 	[WF_A_AWAIT_SHIPMENT] = { "await_shipment", { "ship", NULL }, "shipment", "ship", -1,
-	    WF_POLICY_WORKFLOW,
-	    "waits until the order is shipped (the shipping integration, or a manual skip)" },
+	    WF_POLICY_WORKFLOW, -1,
+	    "waits until TikTok reports the order shipped (shipped outside orderflow, or a "
+	    "manual skip)" },
 	[WF_A_AWAIT_DELIVERY] = { "await_delivery", { "deliver", NULL }, "delivery", "deliver",
-	    -1, WF_POLICY_WORKFLOW, "waits until the carrier or TikTok reports the delivery" },
+	    -1, WF_POLICY_WORKFLOW, -1,
+	    "waits until the carrier or TikTok reports the delivery; fails when the carrier "
+	    "returns the package or gives up" },
+	[WF_A_CREATE_SHIPPING_LABEL] = { "create_shipping_label", { NULL }, NULL, NULL,
+	    WF_A_VOID_LABEL, WF_POLICY_SHIPPING, SHIP_LABEL,
+	    "seller shipping: buys each package's label from the carrier, at the rate the "
+	    "creator's rule picks (TikTok shipping: nothing to buy)" },
+	[WF_A_SHIP_PACKAGE] = { "ship_package", { NULL }, NULL, NULL, -1, WF_POLICY_SHIPPING,
+	    SHIP_PACKAGES,
+	    "ships each package on TikTok: with the creator's handover method and TikTok's "
+	    "label, or with the bought label's tracking number" },
+	[WF_A_UPDATE_TIKTOK_STATUS] = { "update_tiktok_status", { NULL }, NULL, NULL, -1,
+	    WF_POLICY_SHIPPING, SHIP_CONFIRM,
+	    "reads the order back from TikTok until TikTok reports it shipped" },
+	[WF_A_VOID_LABEL] = { "void_label", { NULL }, NULL, NULL, -1, WF_POLICY_SHIPPING,
+	    SHIP_VOID,
+	    "refunds the labels bought for packages not shipped; a refused refund needs a person" },
 };
 
 /* A built-in template: its name and what it is for. */
@@ -60,7 +78,7 @@ struct wf_def_template {
 /* The built-in templates; their states are in wf_def_rows. */
 static const struct wf_def_template wf_def_templates[] = {
 	{ "standard_fulfillment", "validate, reserve the stock (waiting for what is missing), "
-	    "wait for the shipment, consume the stock, wait for the delivery" },
+	    "buy the label, ship on TikTok, consume the stock, wait for the delivery" },
 	{ "manual_review", "like standard_fulfillment, but the creator approves or rejects "
 	    "the order before its stock is reserved" },
 	{ "digital", "validate and complete: no stock, no shipping" },
@@ -84,10 +102,11 @@ static const struct wf_def_row wf_def_rows[] = {
 	    "done>inventory_reserved" },
 	{ "standard_fulfillment", "inventory_reserved", NULL, "processing", "",
 	    "done>ready_to_ship" },
-	{ "standard_fulfillment", "ready_to_ship", NULL, NULL, "await_shipment", "ship>shipped" },
-	{ "standard_fulfillment", "shipped", NULL, NULL, "consume_stock await_delivery",
+	{ "standard_fulfillment", "ready_to_ship", NULL, NULL,
+	    "create_shipping_label ship_package update_tiktok_status", "done>shipped" },
+	{ "standard_fulfillment", "shipped", NULL, "shipped", "consume_stock await_delivery",
 	    "deliver>completed" },
-	{ "standard_fulfillment", "completed", NULL, NULL, "", "" },
+	{ "standard_fulfillment", "completed", NULL, "delivered", "", "" },
 	{ "standard_fulfillment", "failed", NULL, NULL, "", "" },
 
 	{ "manual_review", "new", NULL, NULL, "validate_order",
@@ -96,10 +115,11 @@ static const struct wf_def_row wf_def_rows[] = {
 	    "approve>validated reject>rejected" },
 	{ "manual_review", "validated", NULL, NULL, "reserve_stock", "done>inventory_reserved" },
 	{ "manual_review", "inventory_reserved", NULL, "processing", "", "done>ready_to_ship" },
-	{ "manual_review", "ready_to_ship", NULL, NULL, "await_shipment", "ship>shipped" },
-	{ "manual_review", "shipped", NULL, NULL, "consume_stock await_delivery",
+	{ "manual_review", "ready_to_ship", NULL, NULL,
+	    "create_shipping_label ship_package update_tiktok_status", "done>shipped" },
+	{ "manual_review", "shipped", NULL, "shipped", "consume_stock await_delivery",
 	    "deliver>completed" },
-	{ "manual_review", "completed", NULL, NULL, "", "" },
+	{ "manual_review", "completed", NULL, "delivered", "", "" },
 	{ "manual_review", "rejected", "failed", NULL, "", "" },
 	{ "manual_review", "failed", NULL, NULL, "", "" },
 

@@ -306,11 +306,16 @@ wf_sim_compensate(struct wf_sim *s, const struct wf_step_env *env)
 	json_t *then, *c, *at;
 	int a;
 
+	char key[128];
+
 	if (s->ncomp == 0)
 		return wf_sim_end(s, s->end_status);
 	a = s->comp[0];
 	at = wf_sim_then(s);
-	wf_hist_action(s, env, a, "compensated");
+	/* One key per compensation: the run, its place, the undoing action. */
+	snprintf(key, sizeof(key), "%s:%d:%s", s->r->id[0] ? s->r->id : "new", s->seq,
+	    wf_action_info(a)->name);
+	json_object_set_new(wf_hist_action(s, env, a, "compensated"), "key", json_string(key));
 	memmove(s->comp, s->comp + 1, (size_t)(s->ncomp - 1) * sizeof(int));
 	s->ncomp--;
 	s->attempt = 0;
@@ -319,13 +324,19 @@ wf_sim_compensate(struct wf_sim *s, const struct wf_step_env *env)
 		c = wf_sim_end(s, s->end_status);
 		json_object_set_new(c, "effect", json_string(a == WF_A_CONSUME_STOCK ? "consume" :
 		    "release"));
-		json_object_set_new(c, "at", at);
-		return c;
+	} else {
+		s->due_ms = 0;
+		then = wf_sim_then(s);
+		c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", then);
 	}
-	s->due_ms = 0;
-	then = wf_sim_then(s);
-	c = wf_item(s->r, a == WF_A_CONSUME_STOCK ? "consume" : "release", then);
 	json_object_set_new(c, "at", at);
+	if (wf_action_info(a)->call >= 0) {
+		/* Done outside first: the commit waits for the call. */
+		json_object_set_new(c, "then", json_pack("{s:O}", "ok", json_object_get(c, "then")));
+		json_object_set_new(c, "effect", json_string("call"));
+		json_object_set_new(c, "call", json_pack("{s:s,s:s}", "action", wf_action_info(a)->name,
+		    "key", key));
+	}
 	return c;
 }
 
@@ -477,7 +488,7 @@ wf_sim_owe(struct wf_sim *s, int a)
  * The "then" of a branch past an effect that succeeded: on through the
  * pure steps that follow (to a wait, an end, a retry), so one commit holds
  * the effect and what it leads to; the next effect stops it where it is,
- * to be decided once this commit is in.
+ * to be decided once this commit is in (a call: standing at the call).
  */
 static json_t *
 wf_sim_go_on(const struct wf_sim *s, const struct wf_step_env *env)
@@ -490,6 +501,10 @@ wf_sim_go_on(const struct wf_sim *s, const struct wf_step_env *env)
 	on.steps = 0;
 	c = wf_sim_run(&on, env);
 	t = c != NULL && json_object_get(c, "effect") == NULL ? json_object_get(c, "then") : NULL;
+	/* A call next: stand at it, so this commit already holds the steps up to it. */
+	if (c != NULL && t == NULL && strcmp(json_string_value(json_object_get(c, "effect")),
+	    "call") == 0 && json_object_get(c, "at") != NULL)
+		t = json_object_get(c, "at");
 	t = t != NULL && json_object_get(t, "step") != NULL ? json_incref(t) : wf_sim_then(s);
 	json_decref(c);
 	json_decref(on.hist);
@@ -567,6 +582,53 @@ wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
 	return c;
 }
 
+/*
+ * An action done outside the database (shipping): the decision stops at
+ * it; the engine runs the call and then commits the "ok" branch, which
+ * goes on through the pure steps after it.
+ */
+static json_t *
+wf_act_call(struct wf_sim *s, const struct wf_step_env *env, int a)
+{
+	struct wf_sim ok = *s;
+	json_t *c, *at;
+	char key[128];
+
+	if (wf_order_held(s->r))
+		return wf_sim_wait(s, env, a, "tiktok_hold");
+	wf_sim_key(s, key, sizeof(key));
+	at = wf_sim_then(s);
+	ok.hist = json_deep_copy(s->hist);
+	json_object_set_new(wf_hist_action(&ok, env, a, "done"), "key", json_string(key));
+	wf_sim_owe(&ok, a);
+	ok.action++;
+	ok.attempt = 0;
+	ok.status = WF_RUNNING;
+	ok.wait[0] = '\0';
+	ok.due_ms = 0;
+	ok.error[0] = '\0';
+	c = wf_item(s->r, "call", json_pack("{s:o}", "ok", wf_sim_go_on(&ok, env)));
+	json_decref(ok.hist);
+	json_object_set_new(c, "call", json_pack("{s:s,s:s}", "action", wf_action_info(a)->name,
+	    "key", key));
+	json_object_set_new(c, "at", at);
+	return c;
+}
+
+/* The carrier's word that the package will not arrive, or NULL. */
+static const char *
+wf_carrier_gave_up(const struct wf_run *r)
+{
+	static const char *const bad[] = { "return_to_sender", "failure", "error", "cancelled",
+	    "canceled", NULL };
+	const char *st = wf_fact_str(r, "carrier_status");
+
+	for (int i = 0; st != NULL && bad[i] != NULL; i++)
+		if (strcmp(st, bad[i]) == 0)
+			return st;
+	return NULL;
+}
+
 /* An await action whose event TikTok's status already reports. */
 static bool
 wf_wait_over(const struct wf_run *r, int a)
@@ -576,7 +638,7 @@ wf_wait_over(const struct wf_run *r, int a)
 	if (a == WF_A_AWAIT_SHIPMENT)
 		return st == ORDER_PROCESSING || st == ORDER_SHIPPED || st == ORDER_DELIVERED;
 	if (a == WF_A_AWAIT_DELIVERY)
-		return st == ORDER_DELIVERED;
+		return st == ORDER_DELIVERED || wf_fact_true(r, "carrier_delivered");
 	return false;
 }
 
@@ -594,15 +656,36 @@ wf_sim_action(struct wf_sim *s, const struct wf_step_env *env, int a)
 	case WF_A_RELEASE_STOCK:
 	case WF_A_CONSUME_STOCK:
 		return wf_act_settle(s, env, a);
+	case WF_A_CREATE_SHIPPING_LABEL:
+	case WF_A_SHIP_PACKAGE:
+	case WF_A_UPDATE_TIKTOK_STATUS:
+	case WF_A_VOID_LABEL:
+		return wf_act_call(s, env, a);
 	default:
 		/* await_*: park until the event, which ends it with its trigger. */
 		if (wf_wait_over(s->r, a)) {
-			/* TikTok reports it already (shipped or delivered outside orderflow). */
-			json_object_set_new(wf_hist_action(s, env, a, "tiktok_event"), "tiktok_status",
+			/* TikTok or the carrier reports it already. */
+			bool by_tiktok = a != WF_A_AWAIT_DELIVERY ||
+			    order_status_from_tiktok(wf_fact_str(s->r, "tiktok_status")) ==
+			    ORDER_DELIVERED;
+			json_t *e = wf_hist_action(s, env, a, by_tiktok ? "tiktok_event" :
+			    "carrier_event");
+
+			json_object_set_new(e, "tiktok_status",
 			    json_string(wf_fact_str(s->r, "tiktok_status")));
+			if (wf_fact_str(s->r, "carrier_status") != NULL)
+				json_object_set_new(e, "carrier_status",
+				    json_string(wf_fact_str(s->r, "carrier_status")));
 			s->status = WF_RUNNING;
 			s->wait[0] = '\0';
 			return wf_sim_trigger(s, env, ai->skip_trigger);
+		}
+		if (a == WF_A_AWAIT_DELIVERY && wf_carrier_gave_up(s->r) != NULL) {
+			char why[120];
+
+			snprintf(why, sizeof(why), "the carrier reports %s: the package is not being "
+			    "delivered", wf_carrier_gave_up(s->r));
+			return wf_sim_fail(s, env, a, why);
 		}
 		return wf_sim_wait(s, env, a, ai->wait_kind);
 	}
@@ -764,6 +847,68 @@ wf_step_effect_failed(const struct wf_run *r, const struct wf_step_env *env, con
 	return c;
 }
 
+json_t *
+wf_step_call_failed(const struct wf_run *r, const struct wf_step_env *env, json_t *item,
+    enum wf_call_result how, const char *error, int64_t delay_ms)
+{
+	struct wf_sim s;
+	struct wf_run tmp;
+	const struct wf_alt *alt;
+	json_t *c, *t;
+	int a;
+
+	if (how == WF_CALL_RETRY) {
+		c = wf_step_effect_failed(r, env, error, item);
+		t = json_object_get(c, "then");
+		/* The server asked for more time than the policy gives: grant it. */
+		if (delay_ms > 0 && json_is_integer(json_object_get(t, "due_ms")) &&
+		    json_integer_value(json_object_get(t, "due_ms")) < delay_ms)
+			json_object_set_new(t, "due_ms", json_integer(delay_ms));
+		return c;
+	}
+	wf_sim_at(&s, &tmp, r, item);
+	a = wf_sim_current_action(&s, &alt);
+	if (s.status == WF_COMPENSATING || a < 0)
+		a = s.ncomp > 0 ? s.comp[0] : WF_A_VOID_LABEL;
+	if (how == WF_CALL_WAIT) {
+		json_object_set_new(wf_hist_action(&s, env, a, "breaker_open"), "error",
+		    json_string(error));
+		s.wait[0] = '\0';
+		s.due_ms = delay_ms > 0 ? delay_ms : 1000;
+		c = wf_item(&tmp, NULL, wf_sim_then(&s));
+	} else if (s.status == WF_COMPENSATING) {
+		/* Still owed: a person retries it or skips it (wf_sim_manual). */
+		json_object_set_new(wf_hist_action(&s, env, a, "failed"), "error", json_string(error));
+		s.status = WF_FAILED;
+		snprintf(s.error, sizeof(s.error), "%s", error);
+		s.errors_add = 1;
+		wf_sim_rest(&s);
+		c = wf_item(&tmp, NULL, wf_sim_then(&s));
+	} else {
+		c = wf_sim_fail(&s, env, a, error);
+	}
+	if (json_object_get(item, "audit") != NULL)
+		json_object_set(c, "audit", json_object_get(item, "audit"));
+	json_decref(s.hist);
+	return c;
+}
+
+void
+wf_step_call_done(json_t *item, const char *detail)
+{
+	json_t *ok = json_incref(json_object_get(json_object_get(item, "then"), "ok"));
+	const char *key = json_string_value(json_object_get(json_object_get(item, "call"), "key"));
+	json_t *e;
+	size_t i;
+
+	json_object_set_new(item, "then", ok);
+	json_array_foreach(json_object_get(ok, "hist"), i, e)
+		if (key != NULL && detail != NULL && detail[0] != '\0' &&
+		    json_equal(json_object_get(e, "key"), json_object_get(json_object_get(item,
+		    "call"), "key")))
+			json_object_set_new(e, "detail", json_string(detail));
+}
+
 /* ---- after a commit ------------------------------------------------------------ */
 
 static int
@@ -833,7 +978,7 @@ wf_step_allowed(const struct wf_run *r)
 		b = 1u << WF_M_RESUME | 1u << WF_M_CANCEL;
 		break;
 	case WF_FAILED:
-		b = r->terminal ? 1u << WF_M_CANCEL :
+		b = r->terminal && !(r->end_status >= 0 && r->ncomp > 0) ? 1u << WF_M_CANCEL :
 		    1u << WF_M_RETRY | 1u << WF_M_SKIP | 1u << WF_M_CANCEL;
 		break;
 	default:
@@ -898,6 +1043,20 @@ wf_sim_decide(struct wf_sim *s, const struct wf_step_env *env, bool approve)
 static json_t *
 wf_sim_manual(struct wf_sim *s, const struct wf_step_env *env, int m)
 {
+	if (s->status == WF_FAILED && s->end_status >= 0 && s->ncomp > 0 &&
+	    (m == WF_M_RETRY || m == WF_M_SKIP)) {
+		/* A compensation failed: again, or (skip) done by the person instead. */
+		if (m == WF_M_SKIP) {
+			wf_hist_action(s, env, s->comp[0], "skipped");
+			memmove(s->comp, s->comp + 1, (size_t)(s->ncomp - 1) * sizeof(int));
+			s->ncomp--;
+		}
+		s->status = WF_COMPENSATING;
+		s->attempt = 0;
+		s->error[0] = '\0';
+		s->lease = true;
+		return wf_sim_compensate(s, env);
+	}
 	switch (m) {
 	case WF_M_RETRY:
 		s->status = WF_RUNNING;

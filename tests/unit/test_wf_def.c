@@ -19,6 +19,7 @@
 
 #include "orderflow/order.h"
 #include "orderflow/util.h"
+#include "orderflow/ship.h"
 #include "orderflow/wf_def.h"
 
 #include "unit.h"
@@ -200,6 +201,15 @@ test_action_table(void **state)
 	assert_string_equal(ap->skip_trigger, "approve");
 	assert_string_equal(wf_action_info(WF_A_AWAIT_SHIPMENT)->wait_kind, "shipment");
 	assert_string_equal(wf_action_info(WF_A_AWAIT_DELIVERY)->skip_trigger, "deliver");
+	/* The shipping steps run outside the database, each as its ship.h step. */
+	assert_int_equal(wf_action_info(WF_A_CREATE_SHIPPING_LABEL)->call, SHIP_LABEL);
+	assert_int_equal(wf_action_info(WF_A_CREATE_SHIPPING_LABEL)->compensation, WF_A_VOID_LABEL);
+	assert_int_equal(wf_action_info(WF_A_SHIP_PACKAGE)->call, SHIP_PACKAGES);
+	assert_int_equal(wf_action_info(WF_A_SHIP_PACKAGE)->compensation, -1);
+	assert_int_equal(wf_action_info(WF_A_UPDATE_TIKTOK_STATUS)->call, SHIP_CONFIRM);
+	assert_int_equal(wf_action_info(WF_A_VOID_LABEL)->call, SHIP_VOID);
+	assert_int_equal(wf_action_info(WF_A_VOID_LABEL)->policy, WF_POLICY_SHIPPING);
+	assert_int_equal(wf_action_info(WF_A_RESERVE_STOCK)->call, -1);
 	for (int a = 0; a < WF_A_COUNT; a++) {
 		assert_int_equal(wf_action_find(wf_action_info(a)->name), a);
 		assert_non_null(wf_action_info(a)->doc);
@@ -259,11 +269,11 @@ test_builtin_standard_fulfillment(void **state)
 	    "done>inventory_reserved");
 	expect_state(d, "inventory_reserved", ORDER_WF_INVENTORY_RESERVED, ORDER_PROCESSING, "",
 	    "done>ready_to_ship");
-	expect_state(d, "ready_to_ship", ORDER_WF_READY_TO_SHIP, -1, "await_shipment",
-	    "ship>shipped");
-	expect_state(d, "shipped", ORDER_WF_SHIPPED, -1, "consume_stock await_delivery",
+	expect_state(d, "ready_to_ship", ORDER_WF_READY_TO_SHIP, -1,
+	    "create_shipping_label ship_package update_tiktok_status", "done>shipped");
+	expect_state(d, "shipped", ORDER_WF_SHIPPED, ORDER_SHIPPED, "consume_stock await_delivery",
 	    "deliver>completed");
-	expect_state(d, "completed", ORDER_WF_COMPLETED, -1, "", "");
+	expect_state(d, "completed", ORDER_WF_COMPLETED, ORDER_DELIVERED, "", "");
 	expect_state(d, "failed", ORDER_WF_FAILED, -1, "", "");
 }
 
@@ -281,11 +291,11 @@ test_builtin_manual_review(void **state)
 	    "done>inventory_reserved");
 	expect_state(d, "inventory_reserved", ORDER_WF_INVENTORY_RESERVED, ORDER_PROCESSING, "",
 	    "done>ready_to_ship");
-	expect_state(d, "ready_to_ship", ORDER_WF_READY_TO_SHIP, -1, "await_shipment",
-	    "ship>shipped");
-	expect_state(d, "shipped", ORDER_WF_SHIPPED, -1, "consume_stock await_delivery",
+	expect_state(d, "ready_to_ship", ORDER_WF_READY_TO_SHIP, -1,
+	    "create_shipping_label ship_package update_tiktok_status", "done>shipped");
+	expect_state(d, "shipped", ORDER_WF_SHIPPED, ORDER_SHIPPED, "consume_stock await_delivery",
 	    "deliver>completed");
-	expect_state(d, "completed", ORDER_WF_COMPLETED, -1, "", "");
+	expect_state(d, "completed", ORDER_WF_COMPLETED, ORDER_DELIVERED, "", "");
 	expect_state(d, "rejected", ORDER_WF_FAILED, -1, "", "");
 	expect_state(d, "failed", ORDER_WF_FAILED, -1, "", "");
 }

@@ -58,6 +58,7 @@ struct sim {
 	bool		reserved;	/* active reservations */
 	int		reserves, releases, consumes;	/* effects committed */
 	int		commits;
+	int		calls;		/* call items committed */
 	json_t		*last;		/* the last committed item */
 	json_t		*then;		/* its next state (of the outcome), borrowed */
 	char		sum[2048];	/* a history summed up */
@@ -155,6 +156,7 @@ sim_env(struct wf_step_env *env)
 	env->now_ms = NOW_MS;
 	env->policy[WF_POLICY_WORKFLOW] = (struct backoff_policy){ 3, 100, 1000, 1.5 };
 	env->policy[WF_POLICY_INVENTORY] = (struct backoff_policy){ INV_MAX, 10, 100, 2.0 };
+	env->policy[WF_POLICY_SHIPPING] = (struct backoff_policy){ 3, 200, 2000, 2.0 };
 	env->rnd = RND;
 }
 
@@ -209,6 +211,48 @@ static struct sim *
 sim_builtin(const char *name)
 {
 	return sim_start(wf_def_builtin(name));
+}
+
+/*
+ * The built-ins as they were before shipping was built in: ready_to_ship
+ * waits for the shipment (await_shipment).  Most tests below are about
+ * the engine's semantics (reservations, gates, manual actions, failures),
+ * which these shapes show without the shipping calls.
+ */
+static const char classic_standard[] =
+    "{'states':{'new':{'entry':['validate_order'],'on':{'validate':{'target':'validated'},"
+    "'reject':{'target':'failed'}}},"
+    "'validated':{'entry':['reserve_stock'],'on':{'done':{'target':'inventory_reserved'}}},"
+    "'inventory_reserved':{'order_status':'processing','on':{'done':{'target':'ready_to_ship'}}},"
+    "'ready_to_ship':{'entry':['await_shipment'],'on':{'ship':{'target':'shipped'}}},"
+    "'shipped':{'entry':['consume_stock','await_delivery'],'on':{'deliver':{'target':'completed'}}},"
+    "'completed':{},'failed':{}}}";
+static const char classic_review[] =
+    "{'states':{'new':{'entry':['validate_order'],'on':{'validate':{'target':'awaiting_approval'},"
+    "'reject':{'target':'failed'}}},"
+    "'awaiting_approval':{'workflow_status':'validated','entry':['await_approval'],"
+    "'on':{'approve':{'target':'validated'},'reject':{'target':'rejected'}}},"
+    "'validated':{'entry':['reserve_stock'],'on':{'done':{'target':'inventory_reserved'}}},"
+    "'inventory_reserved':{'order_status':'processing','on':{'done':{'target':'ready_to_ship'}}},"
+    "'ready_to_ship':{'entry':['await_shipment'],'on':{'ship':{'target':'shipped'}}},"
+    "'shipped':{'entry':['consume_stock','await_delivery'],'on':{'deliver':{'target':'completed'}}},"
+    "'completed':{},'rejected':{'workflow_status':'failed'},'failed':{}}}";
+
+/* A run of the classic shape of standard_fulfillment or manual_review (same name). */
+static struct sim *
+sim_classic(const char *name)
+{
+	json_t *doc = load(strcmp(name, "manual_review") == 0 ? classic_review : classic_standard);
+	struct wf_err err;
+	struct wf_def *d = wf_def_parse(doc, name, 0, &err);
+	struct sim *s;
+
+	if (d == NULL)
+		fail_msg("classic %s refused at %s: %s", name, err.path, err.msg);
+	json_decref(doc);
+	s = sim_start(d);
+	wf_def_unref(d);
+	return s;
 }
 
 /* A run of a parsed definition; the run holds the only reference. */
@@ -301,6 +345,11 @@ sim_commit(struct sim *s, json_t *item, const char *outcome)
 	} else if (effect != NULL && strcmp(effect, "consume") == 0) {
 		s->consumes++;
 		s->reserved = false;
+		outcome = NULL;
+	} else if (effect != NULL && strcmp(effect, "call") == 0) {
+		/* A call's item commits once the call is done (wf_step_call_done). */
+		assert_non_null(json_object_get(item, "call"));
+		s->calls++;
 		outcome = NULL;
 	} else {
 		assert_null(effect);
@@ -411,7 +460,7 @@ test_standard_fulfillment_every_transition_and_effect(void **state)
 	json_t *item, *then, *t, *at;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	expect_run(s, "new", WF_RUNNING, "");
 
 	/*
@@ -561,7 +610,7 @@ test_reservation_ok_goes_on_to_the_next_wait_or_effect_in_one_commit(void **stat
 
 	(void)state;
 	/* standard_fulfillment: the ok commit parks the run at ready_to_ship. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	t = sim_go(s, "ok");
 	assert_int_equal(s->commits, 1);
 	assert_int_equal(s->reserves, 1);
@@ -656,7 +705,7 @@ test_manual_review_every_transition_and_effect(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	t = sim_go(s, NULL);
 	assert_string_equal(last_effect(s), "");
 	assert_string_equal(sum(s, t),
@@ -708,7 +757,7 @@ test_manual_review_reject_ends_in_rejected_as_failed(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	sim_go(s, NULL);
 	t = sim_manual(s, WF_M_REJECT, NULL);
 	assert_string_equal(last_effect(s), "");
@@ -778,7 +827,7 @@ test_validate_rejects_without_items_or_when_tiktok_moved_on(void **state)
 		struct sim *s;
 		json_t *t, *e;
 
-		s = sim_builtin("standard_fulfillment");
+		s = sim_classic("standard_fulfillment");
 		fact(s, cases[i].key, load(cases[i].value));
 		t = sim_go(s, NULL);
 		assert_string_equal(last_effect(s), "");
@@ -1004,7 +1053,7 @@ test_hold_waits_tiktok_hold_and_resumes_when_facts_change(void **state)
 		struct sim *s;
 		json_t *t;
 
-		s = sim_builtin("standard_fulfillment");
+		s = sim_classic("standard_fulfillment");
 		fact(s, cases[i].key, load(cases[i].held));
 		t = sim_go(s, NULL);
 		assert_string_equal(last_effect(s), "");
@@ -1042,7 +1091,7 @@ test_hold_at_the_reservation_waits_too(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_go(s, "nostock");
 	expect_run(s, "validated", WF_WAITING, "stock");
 	fact(s, "tiktok_status", json_string("ON_HOLD"));
@@ -1067,7 +1116,7 @@ test_nostock_waits_for_stock_and_repeated_waits_add_no_history(void **state)
 	size_t n;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	t = sim_go(s, "nostock");
 	assert_string_equal(sum(s, t),
 	    "validate@validate_order transition>validated wait@reserve_stock");
@@ -1114,7 +1163,7 @@ test_untracked_fails_at_the_step_in_the_inbox_not_terminal(void **state)
 	json_t *t, *item;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
 	t = sim_go(s, "untracked");
 	assert_string_equal(str(s->last, "policy"), "needs_attention");
@@ -1152,7 +1201,7 @@ test_failure_after_waiting_for_stock_clears_the_wait(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_go(s, "nostock");
 	expect_run(s, "validated", WF_WAITING, "stock");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
@@ -1170,7 +1219,7 @@ test_failed_run_woken_keeps_its_error(void **state)
 	struct sim *s;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
 	sim_go(s, "untracked");
 	assert_non_null(strstr(s->error, "no inventory row"));
@@ -1187,7 +1236,7 @@ test_breaker_open_waits_it_out_without_an_attempt(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	s->env.inventory_open = true;
 	s->env.inventory_wait_ms = 250;
 	t = sim_go(s, NULL);
@@ -1225,7 +1274,7 @@ test_tiktok_cancel_before_shipping_releases_and_cancels(void **state)
 		struct sim *s;
 		json_t *t, *e;
 
-		s = sim_builtin(i == 1 ? "manual_review" : "standard_fulfillment");
+		s = sim_classic(i == 1 ? "manual_review" : "standard_fulfillment");
 		sim_to_shipment(s);
 		fact(s, cases[i].key, json_string(cases[i].value));
 		t = sim_go(s, NULL);
@@ -1255,7 +1304,7 @@ test_tiktok_cancel_without_reservations_cancels_without_effect(void **state)
 
 	(void)state;
 	/* Before validation. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	fact(s, "tiktok_status", json_string("CANCELLED"));
 	t = sim_go(s, NULL);
 	assert_string_equal(last_effect(s), "");
@@ -1267,7 +1316,7 @@ test_tiktok_cancel_without_reservations_cancels_without_effect(void **state)
 	sim_free(s);
 
 	/* Waiting for stock: nothing reserved, nothing released. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_go(s, "nostock");
 	fact(s, "order_status", json_string("cancelled"));
 	t = sim_go(s, NULL);
@@ -1277,7 +1326,7 @@ test_tiktok_cancel_without_reservations_cancels_without_effect(void **state)
 	sim_free(s);
 
 	/* A failed run (the inbox) is cancelled too. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
 	sim_go(s, "untracked");
 	fact(s, "tiktok_status", json_string("CANCEL"));
@@ -1380,7 +1429,7 @@ test_buyer_cancel_request_waits_for_the_decision_and_approve_cancels(void **stat
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "buyer_request_cancel", json_true());
 	t = sim_go(s, NULL);
@@ -1413,7 +1462,7 @@ test_buyer_cancel_request_declined_goes_on_and_is_not_asked_again(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "buyer_request_cancel", json_true());
 	sim_go(s, NULL);
@@ -1447,7 +1496,7 @@ test_buyer_cancel_request_withdrawn_continues_where_it_was(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "buyer_request_cancel", json_true());
 	sim_go(s, NULL);
@@ -1460,7 +1509,7 @@ test_buyer_cancel_request_withdrawn_continues_where_it_was(void **state)
 	sim_free(s);
 
 	/* Asked before validation, withdrawn: validated and reserved. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	fact(s, "buyer_request_cancel", json_true());
 	t = sim_go(s, NULL);
 	assert_string_equal(sum(s, t), "wait");
@@ -1492,7 +1541,7 @@ test_cancel_gates_do_not_apply_after_shipping(void **state)
 		struct sim *s;
 		json_t *t;
 
-		s = sim_builtin("standard_fulfillment");
+		s = sim_classic("standard_fulfillment");
 		sim_to_shipment(s);
 		fact(s, "tiktok_status", json_string("IN_TRANSIT"));
 		sim_go(s, NULL);
@@ -1535,7 +1584,7 @@ test_await_shipment_and_delivery_end_by_tiktok_status(void **state)
 		struct sim *s;
 		json_t *t;
 
-		s = sim_builtin("standard_fulfillment");
+		s = sim_classic("standard_fulfillment");
 		sim_to_shipment(s);
 		fact(s, "tiktok_status", json_string(cases[i].status));
 		t = sim_go(s, NULL);
@@ -1574,7 +1623,7 @@ allowed_of(int st, const char *w, bool terminal)
 	struct sim *s;
 	unsigned b;
 
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	s->r.status = st;
 	snprintf(s->r.wait, sizeof(s->r.wait), "%s", w);
 	s->r.terminal = terminal;
@@ -1643,7 +1692,7 @@ test_manual_refused_where_not_allowed(void **state)
 	struct sim *s;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	/* Running. */
 	for (int m = 0; m < WF_M_COUNT; m++)
 		if (!((M(CANCEL) | M(PAUSE)) & (1u << m)))
@@ -1673,7 +1722,7 @@ test_manual_item_carries_an_audit_and_a_history_entry(void **state)
 	json_t *item, *audit, *e;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	item = keep(wf_step_manual(&s->r, &s->env, WF_M_PAUSE, "alice", "lunch"));
 	assert_non_null(item);
@@ -1709,7 +1758,7 @@ test_manual_retry_runs_the_failed_step_again_from_attempt_zero(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
 	sim_go(s, "untracked");
 	s->r.attempt = 1;
@@ -1733,7 +1782,7 @@ test_manual_skip_ends_the_action_as_if_it_succeeded(void **state)
 
 	(void)state;
 	/* The failed reservation: nothing reserved, nothing owed. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	snprintf(s->r.policy, sizeof(s->r.policy), "needs_attention");
 	sim_go(s, "untracked");
 	t = sim_manual(s, WF_M_SKIP, NULL);
@@ -1756,7 +1805,7 @@ test_manual_skip_ends_the_action_as_if_it_succeeded(void **state)
 	sim_free(s);
 
 	/* The stock wait and the hold. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_go(s, "nostock");
 	t = sim_manual(s, WF_M_SKIP, NULL);
 	assert_string_equal(sum(s, t), "manual skipped@reserve_stock "
@@ -1779,7 +1828,7 @@ test_manual_cancel_compensates_then_cancelled(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	t = sim_manual(s, WF_M_CANCEL, NULL);
 	assert_string_equal(last_effect(s), "release");
@@ -1793,7 +1842,7 @@ test_manual_cancel_compensates_then_cancelled(void **state)
 	sim_free(s);
 
 	/* Failed in the inbox, nothing owed: cancelled at once. */
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	fact(s, "item_count", json_integer(0));
 	sim_go(s, NULL);
 	expect_run(s, "failed", WF_FAILED, "");
@@ -1812,7 +1861,7 @@ test_manual_pause_and_resume_go_back_where_it_was(void **state)
 
 	(void)state;
 	/* Paused while waiting: resume waits again. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	t = sim_manual(s, WF_M_PAUSE, NULL);
 	assert_string_equal(sum(s, t), "manual");
@@ -1836,7 +1885,7 @@ test_manual_pause_and_resume_go_back_where_it_was(void **state)
 	 * Paused while running (due again once the inventory breaker lets a
 	 * call through): resume goes on, reserves, and on to the shipment wait.
 	 */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	s->env.inventory_open = true;
 	s->env.inventory_wait_ms = 250;
 	sim_go(s, NULL);
@@ -1855,7 +1904,7 @@ test_manual_pause_and_resume_go_back_where_it_was(void **state)
 	sim_free(s);
 
 	/* Paused at the approval: resume waits for it again. */
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	sim_go(s, NULL);
 	sim_manual(s, WF_M_PAUSE, NULL);
 	sim_manual(s, WF_M_RESUME, NULL);
@@ -1871,7 +1920,7 @@ test_manual_resume_sees_a_wait_that_ended_while_paused(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	sim_manual(s, WF_M_PAUSE, NULL);
 	fact(s, "tiktok_status", json_string("IN_TRANSIT"));
@@ -1892,7 +1941,7 @@ test_manual_approve_and_reject_at_the_approval(void **state)
 	json_t *t;
 
 	(void)state;
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	sim_go(s, NULL);
 	t = sim_manual(s, WF_M_APPROVE, "nostock");
 	assert_string_equal(last_effect(s), "reserve");
@@ -1900,7 +1949,7 @@ test_manual_approve_and_reject_at_the_approval(void **state)
 	expect_run(s, "validated", WF_WAITING, "stock");
 	sim_free(s);
 
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	sim_go(s, NULL);
 	t = sim_manual(s, WF_M_REJECT, NULL);
 	expect_run(s, "rejected", WF_FAILED, "");
@@ -1917,7 +1966,7 @@ test_effect_failed_retries_with_the_policy_delay_then_fails(void **state)
 	json_t *item, *retry, *t, *e;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	item = keep(wf_step_next(&s->r, &s->env));
 	assert_string_equal(str(item, "effect"), "reserve");
 	retry = keep(wf_step_effect_failed(&s->r, &s->env, "connection lost", item));
@@ -1986,7 +2035,7 @@ test_effect_failed_history_keeps_the_steps_before_but_not_the_effect(void **stat
 
 	(void)state;
 	/* consume_stock refused. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "tiktok_status", json_string("IN_TRANSIT"));
 	item = keep(wf_step_next(&s->r, &s->env));
@@ -2009,7 +2058,7 @@ test_effect_failed_history_keeps_the_steps_before_but_not_the_effect(void **stat
 	sim_free(s);
 
 	/* A compensation refused. */
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "tiktok_status", json_string("CANCELLED"));
 	item = keep(wf_step_next(&s->r, &s->env));
@@ -2028,7 +2077,7 @@ test_effect_failed_compensation_retries_without_exhausting(void **state)
 	int64_t last = 0;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	sim_to_shipment(s);
 	fact(s, "tiktok_status", json_string("CANCELLED"));
 	for (int i = 1; i <= 6; i++) {
@@ -2067,7 +2116,7 @@ test_effect_failed_of_an_unnamed_run_still_names_it(void **state)
 	json_t *item, *retry;
 
 	(void)state;
-	s = sim_builtin("standard_fulfillment");
+	s = sim_classic("standard_fulfillment");
 	s->r.named = false;
 	item = keep(wf_step_next(&s->r, &s->env));
 	assert_string_equal(str(item, "name"), "standard_fulfillment");
@@ -2090,7 +2139,7 @@ test_effect_failed_of_a_manual_item_keeps_its_audit(void **state)
 	json_t *item, *retry;
 
 	(void)state;
-	s = sim_builtin("manual_review");
+	s = sim_classic("manual_review");
 	sim_go(s, NULL);
 	item = keep(wf_step_manual(&s->r, &s->env, WF_M_APPROVE, "alice", NULL));
 	assert_string_equal(str(item, "effect"), "reserve");
@@ -2322,6 +2371,236 @@ test_continuation_after_an_effect_has_its_own_step_budget(void **state)
 	sim_free(s);
 }
 
+
+/* ---- the shipping steps (calls) ------------------------------------------------ */
+
+/* The next decision must be the call of action; returns it (kept). */
+static json_t *
+expect_call(struct sim *s, const char *action)
+{
+	json_t *item = keep(wf_step_next(&s->r, &s->env));
+	char key[128];
+
+	assert_non_null(item);
+	assert_string_equal(str(item, "effect"), "call");
+	assert_string_equal(str(json_object_get(item, "call"), "action"), action);
+	/* Not committed before the call: "then" holds only the ok branch. */
+	assert_null(json_object_get(json_object_get(item, "then"), "step"));
+	assert_non_null(json_object_get(json_object_get(item, "then"), "ok"));
+	assert_non_null(json_object_get(item, "at"));
+	if (s->r.status != WF_COMPENSATING && strcmp(action, "void_label") != 0) {
+		wf_step_key(&s->r, key, sizeof(key));
+		assert_string_equal(str(json_object_get(item, "call"), "key"), key);
+	}
+	return item;
+}
+
+/* The call of action succeeds and commits. */
+static json_t *
+sim_call_ok(struct sim *s, const char *action)
+{
+	json_t *item = expect_call(s, action);
+
+	wf_step_call_done(item, "did it");
+	assert_non_null(json_object_get(json_object_get(item, "then"), "step"));
+	return sim_commit(s, item, NULL);
+}
+
+static void
+test_standard_fulfillment_ships_through_its_calls_to_completed(void **state)
+{
+	struct sim *s;
+	json_t *t, *e;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	/* The reservation's commit already stands at the label, order processing. */
+	t = sim_go(s, "ok");
+	expect_run(s, "ready_to_ship", WF_RUNNING, "");
+	assert_int_equal(s->r.action, 0);
+	assert_string_equal(str(t, "order_status"), "processing");
+	assert_string_equal(str(t, "wf_status"), "ready_to_ship");
+	assert_int_equal(num(t, "due_ms"), 0);
+	assert_true(json_is_true(json_object_get(t, "lease")));
+	/* Each call is its own commit, with what it did in its history entry. */
+	t = sim_call_ok(s, "create_shipping_label");
+	expect_run(s, "ready_to_ship", WF_RUNNING, "");
+	assert_int_equal(s->r.action, 1);
+	assert_string_equal(comps(s, t), "void_label release_stock");
+	e = hist_find(json_object_get(t, "hist"), "done");
+	assert_string_equal(str(e, "action"), "create_shipping_label");
+	assert_string_equal(str(e, "detail"), "did it");
+	assert_string_equal(str(e, "key"), "wf-1:3:create_shipping_label");
+	sim_call_ok(s, "ship_package");
+	assert_int_equal(s->r.action, 2);
+	t = sim_call_ok(s, "update_tiktok_status");
+	/* Then on: shipped (order shipped), the stock consumed, the wait for the delivery. */
+	t = sim_go(s, NULL);
+	assert_string_equal(last_effect(s), "consume");
+	expect_run(s, "shipped", WF_WAITING, "delivery");
+	assert_string_equal(s->order_status, "shipped");
+	assert_int_equal(s->calls, 3);
+	/* Shipped: nothing is left to undo (the label was used). */
+	assert_string_equal(comps(s, t), "");
+	/* The carrier's delivered event ends the wait. */
+	fact(s, "carrier_delivered", json_true());
+	fact(s, "carrier_status", json_string("delivered"));
+	t = sim_go(s, NULL);
+	expect_run(s, "completed", WF_COMPLETED, "");
+	assert_string_equal(s->order_status, "delivered");
+	assert_non_null(hist_find(s->hist, "carrier_event"));
+	assert_null(wf_step_next(&s->r, &s->env));
+	sim_free(s);
+}
+
+static void
+test_call_failures_retry_wait_and_fail(void **state)
+{
+	struct sim *s;
+	json_t *item, *c, *t;
+	unsigned allowed;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	sim_go(s, "ok");
+	/* Transient: the policy's delay, unless the server asked for more. */
+	item = expect_call(s, "create_shipping_label");
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_RETRY, "HTTP 503", 0));
+	t = json_object_get(c, "then");
+	assert_null(json_object_get(c, "effect"));
+	assert_string_equal(str(t, "status"), "running");
+	assert_int_equal(num(t, "attempt"), 1);
+	assert_true(num(t, "due_ms") >= 100 && num(t, "due_ms") <= 200);
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_RETRY, "HTTP 429", 30000));
+	assert_int_equal(num(json_object_get(c, "then"), "due_ms"), 30000);
+	sim_commit(s, c, NULL);
+	/* A breaker: again later, the attempt not used. */
+	item = expect_call(s, "create_shipping_label");
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_WAIT, "breaker open", 4000));
+	t = sim_commit(s, c, NULL);
+	assert_int_equal(num(t, "attempt"), 1);
+	assert_int_equal(num(t, "due_ms"), 4000);
+	assert_non_null(hist_find(s->hist, "breaker_open"));
+	/* Needs a person: failed at the step, in the inbox, retry or skip allowed. */
+	item = expect_call(s, "create_shipping_label");
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_FAIL, "no parcel weight", 0));
+	sim_commit(s, c, NULL);
+	expect_run(s, "ready_to_ship", WF_FAILED, "");
+	assert_string_equal(s->error, "no parcel weight");
+	allowed = wf_step_allowed(&s->r);
+	assert_true(allowed & (1u << WF_M_RETRY));
+	assert_true(allowed & (1u << WF_M_SKIP));
+	/* Retry: the same call again, from attempt zero. */
+	item = keep(wf_step_manual(&s->r, &s->env, WF_M_RETRY, "alice", NULL));
+	assert_string_equal(str(item, "effect"), "call");
+	assert_non_null(json_object_get(item, "audit"));
+	wf_step_call_done(item, "");
+	sim_commit(s, item, NULL);
+	expect_run(s, "ready_to_ship", WF_RUNNING, "");
+	assert_int_equal(s->r.action, 1);
+	sim_free(s);
+}
+
+static void
+test_cancel_after_the_label_voids_it_then_releases(void **state)
+{
+	struct sim *s;
+	json_t *item, *c, *t;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	sim_go(s, "ok");
+	sim_call_ok(s, "create_shipping_label");
+	/* TikTok cancels before the package ships: the label first, then the stock. */
+	fact(s, "tiktok_status", json_string("CANCELLED"));
+	item = expect_call(s, "void_label");
+	assert_string_equal(str(json_object_get(item, "call"), "key"), "wf-1:3:void_label");
+	/* The carrier refuses the refund: a person decides, the void still owed. */
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_FAIL, "refund rejected", 0));
+	t = sim_commit(s, c, NULL);
+	expect_run(s, "ready_to_ship", WF_FAILED, "");
+	assert_string_equal(comps(s, t), "void_label release_stock");
+	assert_true(wf_step_allowed(&s->r) & (1u << WF_M_RETRY));
+	assert_true(wf_step_allowed(&s->r) & (1u << WF_M_SKIP));
+	/* Retry runs the void again. */
+	item = keep(wf_step_manual(&s->r, &s->env, WF_M_RETRY, "alice", NULL));
+	assert_string_equal(str(json_object_get(item, "call"), "action"), "void_label");
+	c = keep(wf_step_call_failed(&s->r, &s->env, item, WF_CALL_FAIL, "refund rejected", 0));
+	sim_commit(s, c, NULL);
+	/* Skip: refunded by hand; the release follows, then cancelled. */
+	t = sim_manual(s, WF_M_SKIP, NULL);
+	assert_string_equal(last_effect(s), "release");
+	assert_string_equal(str(t, "final"), "cancelled");
+	expect_run(s, "ready_to_ship", WF_CANCELLED, "");
+	sim_free(s);
+}
+
+static void
+test_cancel_with_the_label_void_done_releases_and_cancels(void **state)
+{
+	struct sim *s;
+	json_t *t, *item;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	sim_go(s, "ok");
+	sim_call_ok(s, "create_shipping_label");
+	item = keep(wf_step_manual(&s->r, &s->env, WF_M_CANCEL, "alice", NULL));
+	assert_string_equal(str(json_object_get(item, "call"), "action"), "void_label");
+	assert_non_null(json_object_get(item, "audit"));
+	wf_step_call_done(item, "refund submitted");
+	t = sim_commit(s, item, NULL);
+	assert_string_equal(last_effect(s), "call");
+	expect_run(s, "ready_to_ship", WF_COMPENSATING, "");
+	assert_string_equal(comps(s, t), "release_stock");
+	t = sim_go(s, NULL);
+	assert_string_equal(last_effect(s), "release");
+	assert_string_equal(str(t, "final"), "cancelled");
+	sim_free(s);
+}
+
+static void
+test_carrier_giving_up_fails_the_delivery_wait(void **state)
+{
+	struct sim *s;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	sim_go(s, "ok");
+	sim_call_ok(s, "create_shipping_label");
+	sim_call_ok(s, "ship_package");
+	sim_call_ok(s, "update_tiktok_status");
+	sim_go(s, NULL);
+	expect_run(s, "shipped", WF_WAITING, "delivery");
+	fact(s, "carrier_status", json_string("return_to_sender"));
+	sim_go(s, NULL);
+	expect_run(s, "shipped", WF_FAILED, "");
+	assert_non_null(strstr(s->error, "return_to_sender"));
+	/* TikTok's DELIVERED ends it too, once a person retries. */
+	fact(s, "tiktok_status", json_string("DELIVERED"));
+	sim_manual(s, WF_M_RETRY, NULL);
+	expect_run(s, "completed", WF_COMPLETED, "");
+	assert_non_null(hist_find(s->hist, "tiktok_event"));
+	sim_free(s);
+}
+
+static void
+test_buyer_cancel_request_stops_before_the_label(void **state)
+{
+	struct sim *s;
+	json_t *item;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	sim_go(s, "ok");
+	fact(s, "buyer_request_cancel", json_true());
+	item = keep(wf_step_next(&s->r, &s->env));
+	assert_null(json_object_get(item, "effect"));
+	sim_commit(s, item, NULL);
+	expect_run(s, "ready_to_ship", WF_WAITING, WF_WAIT_CANCEL);
+	sim_free(s);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int
@@ -2373,6 +2652,12 @@ main(void)
 		T(test_key_of_a_transition_action_names_it),
 		T(test_pure_loop_ends_in_a_failure_instead_of_looping),
 		T(test_continuation_after_an_effect_has_its_own_step_budget),
+		T(test_standard_fulfillment_ships_through_its_calls_to_completed),
+		T(test_call_failures_retry_wait_and_fail),
+		T(test_cancel_after_the_label_voids_it_then_releases),
+		T(test_cancel_with_the_label_void_done_releases_and_cancels),
+		T(test_carrier_giving_up_fails_the_delivery_wait),
+		T(test_buyer_cancel_request_stops_before_the_label),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
