@@ -95,6 +95,8 @@ void order_machine_json(char *buf, size_t size);
  * Webhooks say CANCEL where the order API says CANCELLED.
  */
 int order_status_from_tiktok(const char *tiktok_status);
+/* {"UNPAID": "pending", ...}: the TikTok map for SQL (ORDER_MACHINE_JSON_MAX bytes). */
+void order_tiktok_map_json(char *buf, size_t size);
 /* True for the TikTok statuses of an order that has not shipped yet. */
 bool order_tiktok_before_shipping(const char *tiktok_status);
 /* True for UNPAID and ON_HOLD: TikTok forbids acting on the order (and hides the address). */

@@ -36,6 +36,7 @@
 #ifndef ORDERFLOW_SHIP_H
 #define ORDERFLOW_SHIP_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -43,14 +44,24 @@ struct pg_pool;
 struct worker;
 struct worker_set;
 
-enum ship_step { SHIP_LABEL, SHIP_PACKAGES, SHIP_CONFIRM, SHIP_VOID, SHIP_STEP_COUNT };
+enum ship_step {
+	SHIP_LABEL, SHIP_PACKAGES, SHIP_CONFIRM, SHIP_VOID,
+	SHIP_QUOTE,		/* the API's rates: SHIP_LABEL up to the purchase, the rates kept */
+	SHIP_STEP_COUNT
+};
 
-enum ship_verdict { SHIP_DONE, SHIP_RETRY, SHIP_WAIT, SHIP_FAIL };
+enum ship_verdict {
+	SHIP_DONE, SHIP_RETRY, SHIP_WAIT, SHIP_FAIL,
+	SHIP_NOT_FOUND,		/* no such order of that creator */
+	SHIP_INVALID,		/* the API's request cannot be done as asked (a rate id not offered) */
+};
 
 struct ship_outcome {
 	enum ship_verdict verdict;
 	const char	*error;		/* why, when not done; what was done, when done (or "") */
 	int64_t		delay_ms;	/* RETRY: the server's Retry-After (0: the policy's); WAIT: until */
+	json_t		*doc;		/* SHIP_QUOTE: {"packages": [{"package", "rates", "chosen"}]};
+					   else the packages worked on; borrowed, may be NULL */
 };
 
 typedef void ship_cb(const struct ship_outcome *o, void *arg);
@@ -67,10 +78,17 @@ void ship_metrics(struct evbuffer *out, struct worker_set *s);
 /*
  * Run step for order (UUID) of creator; key: the workflow step's
  * idempotency key (wf_step_key).  cb runs exactly once, later, unless the
- * task is abandoned first.
+ * task is abandoned first.  NULL (cb never runs) when it cannot start:
+ * the database queue is full or down, or the worker is closing.
  */
 struct ship_task *ship_run(struct worker *w, enum ship_step step, const char *order,
     const char *creator, const char *key, ship_cb *cb, void *arg);
+/*
+ * The same for the dashboard API (any worker): rate_id, when not NULL, is
+ * the rate to buy instead of the rule's pick (SHIP_LABEL).
+ */
+struct ship_task *ship_api(struct worker *w, enum ship_step step, const char *order,
+    const char *creator, const char *key, const char *rate_id, ship_cb *cb, void *arg);
 /* The caller no longer wants the answer (its job is gone): cb will not run. */
 void ship_abandon(struct ship_task *t);
 

@@ -64,5 +64,7 @@ long long sp_cents(const char *s);
  * "rate_rule", "handover_method"}, every field optional.
  */
 const char *sp_settings_invalid(json_t *settings, char *why, size_t whysz);
+/* A parcel {"weight_oz", "length_in", "width_in", "height_in"} (each optional): NULL or why. */
+const char *sp_parcel_invalid(json_t *parcel, char *why, size_t whysz);
 
 #endif

@@ -20,6 +20,7 @@
 #include "orderflow/rest_bulk.h"
 #include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
+#include "orderflow/rest_shipping.h"
 #include "orderflow/rest_workflows.h"
 #include "orderflow/service.h"
 #include "orderflow/ship.h"
@@ -129,6 +130,7 @@ const struct service service_table[] = {
 	{ .name = "rest_workflows", .prepare = rest_workflows_prepare },
 	{ .name = "rest_inventory", .prepare = rest_inventory_prepare },
 	{ .name = "carrier_webhook", .prepare = cwh_prepare },
+	{ .name = "rest_shipping", .prepare = rest_shipping_prepare },
 	{ .name = NULL },
 };
 

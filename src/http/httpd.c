@@ -27,6 +27,7 @@
 #include "orderflow/rest_bulk.h"
 #include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
+#include "orderflow/rest_shipping.h"
 #include "orderflow/rest_workflows.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
@@ -62,6 +63,12 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/orders/{id}/status", HTTPD_POST, rest_orders_status },
 	{ "/api/orders/{id}/workflow", HTTPD_POST, rest_orders_workflow },
 	{ "/api/orders/{id}/workflow/actions", HTTPD_POST, rest_orders_workflow_action },
+	{ "/api/orders/{id}/shipping/rates", HTTPD_GET, rest_shipping_rates },
+	{ "/api/orders/{id}/shipping/label", HTTPD_POST, rest_shipping_label },
+	{ "/api/orders/{id}/shipping/void", HTTPD_POST, rest_shipping_void },
+	{ "/api/settings/shipping", HTTPD_GET, rest_shipping_settings },
+	{ "/api/settings/shipping", HTTPD_PUT, rest_shipping_settings_put },
+	{ "/api/sync/drift", HTTPD_GET, rest_shipping_drift },
 	{ "/api/workflows", HTTPD_GET, rest_workflows_inbox },
 	{ "/api/workflows/definitions", HTTPD_GET, rest_workflows_definitions },
 	{ "/api/workflows/definitions/{name}", HTTPD_GET, rest_workflows_definition },

@@ -23,6 +23,7 @@
 #include "orderflow/pg.h"
 #include "orderflow/rest.h"
 #include "orderflow/rest_inventory.h"
+#include "orderflow/ship_plan.h"
 #include "orderflow/util.h"
 #include "orderflow/wf.h"
 #include "orderflow/worker.h"
@@ -34,6 +35,8 @@
 static const char rest_inv_item_json[] =
     "json_build_object('sku', i.sku, 'product_name', i.product_name, 'on_hand', i.on_hand,"
     " 'reserved', i.reserved, 'available', i.on_hand - i.reserved, 'low_stock', i.low_stock,"
+    " 'parcel', json_strip_nulls(json_build_object('weight_oz', i.weight_oz, 'length_in',"
+    " i.length_in, 'width_in', i.width_in, 'height_in', i.height_in)),"
     " 'version', i.version, 'updated_at', i.updated_at)";
 
 static const char rest_inv_list_sql[] =
@@ -44,7 +47,10 @@ static const char rest_inv_list_sql[] =
     "  AND (NOT $3::boolean OR x.on_hand - x.reserved <= x.low_stock)"
     "  AND ($4::text IS NULL OR x.sku > $4) ORDER BY x.sku LIMIT $5::integer) i";
 
-/* Set one SKU (created when missing): $3 on_hand, $4 name, $5 low_stock, $6 If-Match. */
+/*
+ * Set one SKU (created when missing): $3 on_hand, $4 name, $5 low_stock,
+ * $6 If-Match, $7 parcel (the fields given replace the stored ones).
+ */
 static const char rest_inv_put_sql[] =
     "WITH cur AS (SELECT id, on_hand, reserved, version FROM inventory_items"
     "  WHERE user_id = $1::uuid AND sku = $2 FOR NO KEY UPDATE),"
@@ -52,10 +58,18 @@ static const char rest_inv_put_sql[] =
     "  coalesce((SELECT version FROM cur), 0) <> $6::integer THEN 'stale'"
     "  WHEN coalesce((SELECT reserved FROM cur), 0) > $3::integer THEN 'reserved'"
     "  ELSE 'ok' END AS v),"
-    " up AS (INSERT INTO inventory_items AS i (user_id, sku, on_hand, product_name, low_stock)"
-    "  SELECT $1::uuid, $2, $3::integer, $4, coalesce($5::integer, 0) FROM chk WHERE v = 'ok'"
+    " up AS (INSERT INTO inventory_items AS i (user_id, sku, on_hand, product_name, low_stock,"
+    "  weight_oz, length_in, width_in, height_in)"
+    "  SELECT $1::uuid, $2, $3::integer, $4, coalesce($5::integer, 0),"
+    "  ($7::jsonb ->> 'weight_oz')::numeric, ($7::jsonb ->> 'length_in')::numeric,"
+    "  ($7::jsonb ->> 'width_in')::numeric, ($7::jsonb ->> 'height_in')::numeric"
+    "  FROM chk WHERE v = 'ok'"
     "  ON CONFLICT (user_id, sku) DO UPDATE SET on_hand = EXCLUDED.on_hand,"
     "  product_name = coalesce($4, i.product_name), low_stock = coalesce($5::integer, i.low_stock),"
+    "  weight_oz = coalesce(EXCLUDED.weight_oz, i.weight_oz),"
+    "  length_in = coalesce(EXCLUDED.length_in, i.length_in),"
+    "  width_in = coalesce(EXCLUDED.width_in, i.width_in),"
+    "  height_in = coalesce(EXCLUDED.height_in, i.height_in),"
     "  version = i.version + 1 RETURNING i.*),"
     " au AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
     "  SELECT $1::uuid, 'user:' || $1, 'inventory.set', 'inventory_item', $2,"
@@ -143,6 +157,8 @@ struct rest_inv_call {
 	bool		has_reason;
 	long long	if_match;
 	char		*rows;		/* import: the valid rows as JSON */
+	char		*parcel;	/* PUT: the parcel given, as JSON, or NULL */
+	char		why[300];	/* PUT: why the parcel is refused */
 	json_t		*errors;	/* import: the rows refused before the database */
 };
 
@@ -152,6 +168,7 @@ rest_inv_free(struct rest_call *rc)
 	struct rest_inv_call *c = (struct rest_inv_call *)rc;
 
 	free(c->rows);
+	free(c->parcel);
 	json_decref(c->errors);
 	free(c);
 }
@@ -338,6 +355,11 @@ rest_inv_put_fields(json_t *doc, struct rest_inv_call *c)
 		} else if (strcmp(k, "low_stock") == 0) {
 			if (!rest_inv_int(v, 0, REST_INV_QTY_MAX, &c->low_stock))
 				return "\"low_stock\" must be an integer in 0..100000000";
+		} else if (strcmp(k, "parcel") == 0) {
+			if (sp_parcel_invalid(v, c->why, sizeof(c->why)) != NULL)
+				return c->why;
+			free(c->parcel);
+			c->parcel = json_dumps(v, JSON_COMPACT);
 		} else {
 			return "the body has a field this endpoint does not know";
 		}
@@ -370,9 +392,9 @@ rest_inv_put_run(struct rest_call *rc)
 	snprintf(low, sizeof(low), "%lld", c->low_stock);
 	snprintf(ver, sizeof(ver), "%lld", c->if_match == REST_IF_NONE ? 0 : c->if_match);
 	b = pg_batch_new(rest_inv_on_change, c);
-	pg_batch_add(b, true, "rest_inv_put", 6, (const char *[]){ rc->creator, c->sku, qty,
+	pg_batch_add(b, true, "rest_inv_put", 7, (const char *[]){ rc->creator, c->sku, qty,
 	    c->has_name ? c->name : NULL, c->low_stock >= 0 ? low : NULL,
-	    c->if_match != 0 ? ver : NULL });
+	    c->if_match != 0 ? ver : NULL, c->parcel });
 	rest_submit(rc, b);
 }
 

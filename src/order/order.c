@@ -126,6 +126,18 @@ order_machine_json(char *buf, size_t size)
 		snprintf(buf + len, size - len, "}");
 }
 
+void
+order_tiktok_map_json(char *buf, size_t size)
+{
+	size_t len = (size_t)snprintf(buf, size, "{");
+
+	for (size_t i = 0; i < NELEM(order_tiktok_map) && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s\"%s\":\"%s\"", i ? "," : "",
+		    order_tiktok_map[i].tiktok, order_status_names[order_tiktok_map[i].status]);
+	if (len < size)
+		snprintf(buf + len, size - len, "}");
+}
+
 int
 order_status_from_tiktok(const char *tiktok_status)
 {

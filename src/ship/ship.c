@@ -100,6 +100,10 @@ struct ship_task {
 	json_t		*work;		/* [{"key", "tiktok_id", "lines", "row"}] */
 	size_t		at;		/* the package being worked on */
 	json_t		*shipment;	/* the carrier's shipment object being handled */
+	json_t		*doc;		/* SHIP_QUOTE: the rates found, per package */
+	char		rate_id[101];	/* the API's rate choice, or "" */
+	bool		api;		/* asked by the dashboard API, not a workflow */
+	int		voided;		/* SHIP_VOID: labels refunded or dropped */
 	ship_db_next	*db_next;
 	ship_db_next	*saved_next;	/* after ship_save */
 	ship_cr_next	*cr_next;
@@ -107,6 +111,9 @@ struct ship_task {
 };
 
 static void ship_next(struct ship_task *t);
+static void ship_on_ctx(struct ship_task *t, json_t *ctx, const char *error);
+/* The context's continuation, to tell "no such order" from a failure. */
+static ship_db_next *const ship_on_ctx_hook = ship_on_ctx;
 
 void
 ship_prepare(struct pg_pool *pg)
@@ -162,6 +169,7 @@ ship_task_free(struct ship_task *t)
 	json_decref(t->ctx);
 	json_decref(t->work);
 	json_decref(t->shipment);
+	json_decref(t->doc);
 	free(t);
 }
 
@@ -180,8 +188,11 @@ ship_end(struct ship_task *t, enum ship_verdict v, int64_t delay_ms, const char 
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	o.error = why;
-	if (v != SHIP_DONE)
-		util_count(v == SHIP_FAIL ? &t->s->fig.fails : &t->s->fig.retries, 1);
+	o.doc = t->step == SHIP_QUOTE ? t->doc : t->work;
+	if (v == SHIP_FAIL)
+		util_count(&t->s->fig.fails, 1);
+	else if (v == SHIP_RETRY || v == SHIP_WAIT)
+		util_count(&t->s->fig.retries, 1);
 	if (v != SHIP_DONE)
 		log_info("shipping step did not finish", "order=%s step=%d verdict=%d error=%s",
 		    t->order, (int)t->step, (int)v, log_quote(why));
@@ -206,6 +217,10 @@ ship_on_db(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 	json_t *row = NULL;
 
+	if (error == NULL && r != NULL && PQntuples(r) == 0 && t->db_next == ship_on_ctx_hook) {
+		ship_end(t, SHIP_NOT_FOUND, 0, "no such order");
+		return;
+	}
 	if (error == NULL && (r == NULL || PQntuples(r) != 1 || PQgetisnull(r, 0, 0)))
 		error = "the order or its shipment is not there";
 	if (error == NULL && (row = json_loads(PQgetvalue(r, 0, 0), 0, NULL)) == NULL)
@@ -427,6 +442,7 @@ ship_tt_failed(struct ship_task *t, const struct tt_result *r, const char *what)
 
 static void ship_label_buy(struct ship_task *t);
 static void ship_label_got(struct ship_task *t, const struct cr_result *r);
+static json_t *ship_rates_brief(json_t *rates);
 
 static void
 ship_advance(struct ship_task *t, json_t *row, const char *error)
@@ -492,6 +508,30 @@ ship_label_buy(struct ship_task *t)
 	int i = sp_choose_rate(rates, rule, why, sizeof(why));
 	enum cr_status st;
 
+	if (t->step == SHIP_QUOTE) {
+		json_array_append_new(json_object_get(t->doc, "packages"), json_pack("{s:O,s:o,s:s?}",
+		    "package", json_object_get(ship_pkg(t), "key"), "rates", ship_rates_brief(rates),
+		    "chosen", i >= 0 ? json_string_value(json_object_get(json_array_get(rates,
+		    (size_t)i), "id")) : NULL));
+		ship_advance(t, NULL, NULL);
+		return;
+	}
+	if (t->rate_id[0] != '\0') {
+		json_t *r;
+		size_t k;
+
+		i = -1;
+		json_array_foreach(rates, k, r)
+			if (strcmp(json_string_value(json_object_get(r, "id")) != NULL ?
+			    json_string_value(json_object_get(r, "id")) : "", t->rate_id) == 0)
+				i = (int)k;
+		if (i < 0) {
+			ship_end(t, SHIP_INVALID, 0, "rate %s is not one of the carrier's rates for "
+			    "package %s: read them again (GET .../shipping/rates)", t->rate_id,
+			    json_string_value(json_object_get(ship_pkg(t), "key")));
+			return;
+		}
+	}
 	if (i < 0) {
 		ship_end(t, SHIP_FAIL, 0, "%s", why);
 		return;
@@ -606,6 +646,11 @@ ship_label_package(struct ship_task *t)
 	enum cr_status st;
 
 	if (ship_row_is(t, "purchased") || ship_row_is(t, "shipping") || ship_row_is(t, "shipped")) {
+		if (t->step == SHIP_QUOTE)
+			json_array_append_new(json_object_get(t->doc, "packages"), json_pack(
+			    "{s:O,s:[],s:n,s:s}", "package", json_object_get(ship_pkg(t), "key"),
+			    "rates", "chosen", "bought", ship_row_str(t, "rate_id") != NULL ?
+			    ship_row_str(t, "rate_id") : ""));
 		ship_advance(t, NULL, NULL);
 		return;
 	}
@@ -928,6 +973,7 @@ ship_on_refund(struct ship_task *t, const struct cr_result *r)
 		return;
 	}
 	util_count(&t->s->fig.voids, 1);
+	t->voided++;
 	ship_save(t, json_pack("{s:s,s:s?}", "state", "voided", "refund_status", rs), ship_advance);
 }
 
@@ -950,6 +996,7 @@ ship_void_package(struct ship_task *t)
 		/* Nothing bought from the carrier, or on its way: nothing to refund. */
 		ship_advance(t, NULL, NULL);
 	} else if (ship_row_is(t, "rated")) {
+		t->voided++;
 		ship_save(t, json_pack("{s:s}", "state", "voided"), ship_advance);
 	} else if (ship_row_is(t, "void_rejected")) {
 		ship_void_rejected(t, NULL, NULL);
@@ -1025,11 +1072,15 @@ ship_next(struct ship_task *t)
 	json_decref(t->shipment);
 	t->shipment = NULL;
 	if (t->at >= json_array_size(t->work)) {
-		ship_end(t, SHIP_DONE, 0, "%zu package(s)", json_array_size(t->work));
+		if (t->step == SHIP_VOID && t->api && t->voided == 0)
+			ship_end(t, SHIP_INVALID, 0, "nothing to void: no label is bought and not shipped");
+		else
+			ship_end(t, SHIP_DONE, 0, "%zu package(s)", json_array_size(t->work));
 		return;
 	}
 	switch (t->step) {
 	case SHIP_LABEL:
+	case SHIP_QUOTE:
 		ship_label_package(t);
 		break;
 	case SHIP_PACKAGES:
@@ -1054,8 +1105,9 @@ ship_on_ctx(struct ship_task *t, json_t *ctx, const char *error)
 		ship_confirm(t);
 		return;
 	}
-	if (t->step == SHIP_LABEL && ship_is_tiktok(t)) {
-		ship_end(t, SHIP_DONE, 0, "TikTok shipping: TikTok provides the label");
+	if ((t->step == SHIP_LABEL || t->step == SHIP_QUOTE) && ship_is_tiktok(t)) {
+		ship_end(t, t->step == SHIP_LABEL ? SHIP_DONE : SHIP_INVALID, 0,
+		    "TikTok shipping: TikTok provides the label");
 		return;
 	}
 	if (t->step == SHIP_PACKAGES && json_array_size(t->work) == 0) {
@@ -1069,7 +1121,24 @@ struct ship_task *
 ship_run(struct worker *w, enum ship_step step, const char *order, const char *creator,
     const char *key, ship_cb *cb, void *arg)
 {
+	struct ship_task *t = ship_api(w, step, order, creator, key, NULL, cb, arg);
+
+	if (t != NULL)
+		t->api = false;
+	return t;
+}
+
+struct ship_task *
+ship_api(struct worker *w, enum ship_step step, const char *order, const char *creator,
+    const char *key, const char *rate_id, ship_cb *cb, void *arg)
+{
 	struct ship_task *t = xcalloc(1, sizeof(*t));
+	struct pg_batch *b;
+
+	snprintf(t->rate_id, sizeof(t->rate_id), "%s", rate_id != NULL ? rate_id : "");
+	t->api = true;
+	if (step == SHIP_QUOTE)
+		t->doc = json_pack("{s:[]}", "packages");
 
 	t->s = w->svc[SERVICE_SHIP];
 	t->step = step;
@@ -1078,7 +1147,14 @@ ship_run(struct worker *w, enum ship_step step, const char *order, const char *c
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	t->cb = cb;
 	t->arg = arg;
-	ship_db(t, "ship_ctx", 2, (const char *[]){ order, creator }, ship_on_ctx);
+	t->db_next = ship_on_ctx;
+	b = pg_batch_new(ship_on_db, t);
+	pg_batch_add(b, true, "ship_ctx", 2, (const char *[]){ order, creator });
+	if (t->s->closing || pg_submit(w->pg, b) != PG_OK) {
+		/* Not started: the caller hears it now, not through cb. */
+		ship_task_free(t);
+		return NULL;
+	}
 	return t;
 }
 

@@ -313,7 +313,7 @@ sp_address_invalid(json_t *a, char *why, size_t whysz)
 	return NULL;
 }
 
-static const char *
+const char *
 sp_parcel_invalid(json_t *p, char *why, size_t whysz)
 {
 	const char *k;

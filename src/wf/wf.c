@@ -1196,9 +1196,6 @@ wf_on_called(const struct ship_outcome *o, void *arg)
 	struct wf_job *j = arg;
 	struct wf_step_env env;
 	json_t *item = j->item;
-	static const enum wf_call_result how[] = {
-		[SHIP_RETRY] = WF_CALL_RETRY, [SHIP_WAIT] = WF_CALL_WAIT, [SHIP_FAIL] = WF_CALL_FAIL,
-	};
 
 	j->task = NULL;
 	j->item = NULL;
@@ -1211,7 +1208,8 @@ wf_on_called(const struct ship_outcome *o, void *arg)
 	if (o->verdict == SHIP_RETRY)
 		util_count(&j->wf->fig.retries, 1);
 	wf_env(j->wf, &env);
-	wf_queue(j, wf_step_call_failed(&j->run, &env, item, how[o->verdict], o->error,
+	wf_queue(j, wf_step_call_failed(&j->run, &env, item, o->verdict == SHIP_RETRY ?
+	    WF_CALL_RETRY : o->verdict == SHIP_WAIT ? WF_CALL_WAIT : WF_CALL_FAIL, o->error,
 	    o->delay_ms));
 	json_decref(item);
 }
@@ -1238,6 +1236,11 @@ wf_call(struct wf_job *j, json_t *item)
 	}
 	j->task = ship_run(j->wf->w, (enum ship_step)ai->call, j->run.order_id, j->run.creator,
 	    json_string_value(json_object_get(call, "key")), wf_on_called, j);
+	if (j->task == NULL) {
+		struct ship_outcome o = { .verdict = SHIP_RETRY, .error = "the database is unavailable" };
+
+		wf_on_called(&o, j);
+	}
 }
 
 /* Decide the ready jobs, earliest deadline first, while the writer has room. */
