@@ -12,6 +12,9 @@
 ALTER TABLE orders
     ADD COLUMN shipping_type text CHECK (shipping_type IN ('TIKTOK', 'SELLER')),
     ADD COLUMN delivery_option_id text CHECK (char_length(delivery_option_id) <= 64),
+    -- Fulfilled by TikTok (FBT): TikTok's warehouse ships, the seller cannot.
+    ADD COLUMN fulfillment_type text CHECK (fulfillment_type IN ('FULFILLMENT_BY_SELLER',
+        'FULFILLMENT_BY_TIKTOK')),
     -- [{"id": package id, "line_item_ids": [...]}] as TikTok has them; empty
     -- until TikTok makes a package (US seller shipping: at the first ship call).
     ADD COLUMN tiktok_packages jsonb NOT NULL DEFAULT '[]'
@@ -132,6 +135,7 @@ CREATE OR REPLACE FUNCTION order_facts(p_order uuid) RETURNS jsonb LANGUAGE sql 
         'shipping_method', o.shipping_method, 'order_source', o.order_source,
         'priority_level', o.priority_level, 'order_status', o.order_status,
         'shipping_type', coalesce(o.shipping_type, 'TIKTOK'),
+        'fulfilled_by_tiktok', o.fulfillment_type IS NOT DISTINCT FROM 'FULFILLMENT_BY_TIKTOK',
         'package_count', greatest(jsonb_array_length(o.tiktok_packages), 1),
         -- Every live package delivered by the carrier's word.
         'carrier_delivered', coalesce((SELECT bool_and(s.tracking_status = 'delivered')

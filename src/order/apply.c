@@ -207,7 +207,7 @@ apply_items(json_t *lines, char *err, size_t errsz)
 #define APPLY_MAX_PACKAGES 50
 
 /*
- * How the order ships: shipping_type, delivery option and its packages
+ * How the order ships: shipping_type, fulfillment_type, delivery option and its packages
  * ([{"id", "line_item_ids"}], from packages[] and each line's package_id).
  * Unknown or malformed values are left out, never guessed: an order without
  * a shipping type ships as TikTok's (its default for a seller-fulfilled order).
@@ -216,9 +216,13 @@ static void
 apply_shipping(json_t *rec, json_t *order)
 {
 	const char *st = json_string_value(json_object_get(order, "shipping_type"));
+	const char *ft = json_string_value(json_object_get(order, "fulfillment_type"));
 	json_t *pkgs = json_array(), *p, *line;
 	size_t i, k;
 
+	json_object_set_new(rec, "fulfillment_type", ft != NULL &&
+	    (strcmp(ft, "FULFILLMENT_BY_SELLER") == 0 || strcmp(ft, "FULFILLMENT_BY_TIKTOK") == 0) ?
+	    json_string(ft) : json_null());
 	json_object_set_new(rec, "shipping_type", st != NULL && (strcmp(st, "TIKTOK") == 0 ||
 	    strcmp(st, "SELLER") == 0) ? json_string(st) : json_null());
 	json_object_set_new(rec, "delivery_option_id",

@@ -1426,9 +1426,11 @@ wf_committed(struct wf *wf, struct wf_job *j, PGresult *r, int i)
 	ch.id = j->run.order_id;
 	ch.tiktok_id = j->run.tiktok_id;
 	ostore_changed(wf->w, &ch);
-	if (j->req != NULL) {
+	if (j->req != NULL && !(j->req->action < 0 && j->req->force && outcome == NULL &&
+	    j->run.status == WF_COMPENSATING)) {
 		struct wf_req *q = j->req;
 
+		/* A restart is answered once the old run has ended and the new one exists. */
 		j->req = NULL;
 		wf_answer_done(j, q, outcome);
 	}
@@ -1537,7 +1539,7 @@ wf_job_idle(struct wf_job *j)
 {
 	struct wf_req *q;
 
-	if ((q = TAILQ_FIRST(&j->reqs)) != NULL) {
+	if (j->req == NULL && (q = TAILQ_FIRST(&j->reqs)) != NULL) {
 		TAILQ_REMOVE(&j->reqs, q, entry);
 		wf_req_run(j, q);
 		return;

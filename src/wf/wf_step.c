@@ -587,6 +587,29 @@ wf_act_settle(struct wf_sim *s, const struct wf_step_env *env, int a)
  * it; the engine runs the call and then commits the "ok" branch, which
  * goes on through the pure steps after it.
  */
+static bool wf_wait_over(const struct wf_run *r, int a);
+
+/*
+ * A shipping step of an order TikTok fulfills (FBT): the seller cannot
+ * ship it, so there is nothing to buy or call; the shipment is TikTok's,
+ * and ship_package waits for TikTok to report it as await_shipment does.
+ */
+static json_t *
+wf_act_by_tiktok(struct wf_sim *s, const struct wf_step_env *env, int a)
+{
+	if (a != WF_A_SHIP_PACKAGE) {
+		wf_hist_action(s, env, a, "by_tiktok");
+		return wf_sim_continue(s, env);
+	}
+	if (!wf_wait_over(s->r, WF_A_AWAIT_SHIPMENT))
+		return wf_sim_wait(s, env, a, "shipment");
+	json_object_set_new(wf_hist_action(s, env, a, "tiktok_event"), "tiktok_status",
+	    json_string(wf_fact_str(s->r, "tiktok_status")));
+	s->status = WF_RUNNING;
+	s->wait[0] = '\0';
+	return wf_sim_continue(s, env);
+}
+
 static json_t *
 wf_act_call(struct wf_sim *s, const struct wf_step_env *env, int a)
 {
@@ -596,6 +619,8 @@ wf_act_call(struct wf_sim *s, const struct wf_step_env *env, int a)
 
 	if (wf_order_held(s->r))
 		return wf_sim_wait(s, env, a, "tiktok_hold");
+	if (wf_fact_true(s->r, "fulfilled_by_tiktok") && s->status != WF_COMPENSATING)
+		return wf_act_by_tiktok(s, env, a);
 	wf_sim_key(s, key, sizeof(key));
 	at = wf_sim_then(s);
 	ok.hist = json_deep_copy(s->hist);

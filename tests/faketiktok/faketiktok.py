@@ -18,35 +18,41 @@ In-process:
     fake.url, fake.port, fake.seed([...]), fake.fault(code=36009002),
     fake.stats(), fake.reset(), fake.stop()
 
+Also the 202309 fulfillment endpoints (Ship Package, Mark Package As Shipped,
+Get Package Detail, Get Package Shipping Document, Get Shipping Providers);
+see FULFILLMENT.md.  The HTTP/TLS machinery is in fakehttp.py (shared with
+tests/fakecarrier).
+
 API endpoints, admin endpoints (/_fake/...) and error codes: see README.
 Python standard library only (Debian's /usr/bin/python3).
 """
 
 import argparse
-import asyncio
 import base64
 import bisect
 import calendar
 import collections
 import hashlib
 import hmac
-import http
 import itertools
 import json
 import random
-import signal
-import socket
-import ssl
+import re
 import sys
 import threading
 import time
 import urllib.parse
 
+import fakehttp
+
 __all__ = ["FakeTikTok", "sign_request", "sign_webhook", "signed_query",
            "signed_target", "generate_order", "admin_request",
            "CODE_OK", "CODE_BAD_SIGN", "CODE_BAD_TIMESTAMP", "CODE_BAD_APP_KEY",
            "CODE_BAD_TOKEN", "CODE_BAD_PARAMS", "CODE_THROTTLED", "CODE_BAD_IDS",
-           "CODE_SERVER_ERROR", "CODE_NOT_FOUND", "CODE_METHOD"]
+           "CODE_SERVER_ERROR", "CODE_NOT_FOUND", "CODE_METHOD", "CODE_PACKAGE_NOT_FOUND",
+           "CODE_PACKAGE_SHIPPED", "CODE_ORDER_CANCELLED", "CODE_BAD_TRACKING",
+           "CODE_LINES_SHIPPED", "CODE_PACKAGE_NOT_SHIPPED", "CODE_NOT_TIKTOK_SHIPPING",
+           "CODE_ORDER_NOT_FOUND", "CODE_FBT", "SHIPPING_PROVIDERS", "tiktok_tracking_number"]
 
 # ---------------------------------------------------------------------------
 # Error codes (documented in README)
@@ -61,6 +67,16 @@ CODE_BAD_IDS = 36009003         # detail call: ids missing, empty element or > 5
 CODE_SERVER_ERROR = 36009500    # default code of injected 5xx answers
 CODE_NOT_FOUND = 36009404       # unknown API path (HTTP 404)
 CODE_METHOD = 36009405          # known path, wrong method (HTTP 405)
+# fulfillment (FULFILLMENT.md says which come from TikTok's pages and which are the fake's)
+CODE_PACKAGE_NOT_FOUND = 21011001   # package id unknown
+CODE_ORDER_NOT_FOUND = 21011002     # order id unknown (Mark Package As Shipped)
+CODE_PACKAGE_NOT_SHIPPED = 21011004  # shipping document before Ship Package
+CODE_NOT_TIKTOK_SHIPPING = 21011005  # document for a SELLER package; mark-shipped on TIKTOK
+CODE_LINES_SHIPPED = 21011020       # line items already in a shipped package
+CODE_BAD_TRACKING = 21011022        # tracking number / shipping provider invalid or missing
+CODE_PACKAGE_SHIPPED = 21011040     # Package has been shipped
+CODE_ORDER_CANCELLED = 21011041     # order is cancelled
+CODE_FBT = 21008025                 # order fulfilled by TikTok (FBT)
 
 MESSAGES = {
     CODE_OK: "Success",
@@ -74,6 +90,15 @@ MESSAGES = {
     CODE_SERVER_ERROR: "Internal server error",
     CODE_NOT_FOUND: "Not found",
     CODE_METHOD: "Method not allowed",
+    CODE_PACKAGE_NOT_FOUND: "package not found",
+    CODE_ORDER_NOT_FOUND: "order not found",
+    CODE_PACKAGE_NOT_SHIPPED: "package is not shipped",
+    CODE_NOT_TIKTOK_SHIPPING: "shipping documents are only for TikTok shipping",
+    CODE_LINES_SHIPPED: "line items already shipped",
+    CODE_BAD_TRACKING: "tracking number or shipping provider invalid",
+    CODE_PACKAGE_SHIPPED: "Package has been shipped",
+    CODE_ORDER_CANCELLED: "order is cancelled",
+    CODE_FBT: "Seller cannot operate orders which are fulfilled by platform",
 }
 
 TIMESTAMP_WINDOW = 300          # seconds either side of now
@@ -404,299 +429,141 @@ def complete_order(partial):
                                         gp["currency"])
     elif "status" in partial:
         order["line_items"] = [dict(li, display_status=status) for li in gen_lines]
+    _complete_packages(order, partial)
     return order
 
 
-def _encode(obj):
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def _complete_packages(order, partial):
+    """Check shipping_type and packages; a SELLER order seeded without
+    packages has none until it is shipped (like TikTok for US local sellers):
+    packages [] and line package_id "" (lines that name a package_id keep it,
+    and those packages are listed)."""
+    st = order.get("shipping_type")
+    if st not in ("TIKTOK", "SELLER"):
+        raise ValueError("shipping_type must be TIKTOK or SELLER")
+    if "packages" in partial:
+        pk = partial["packages"]
+        if not isinstance(pk, list) or len(pk) > 100:
+            raise ValueError("packages must be a list of at most 100 objects")
+        norm = []
+        for i, p in enumerate(pk):
+            if (not isinstance(p, dict) or not isinstance(p.get("id"), (str, int))
+                    or isinstance(p.get("id"), bool) or not 1 <= len(str(p["id"])) <= 64):
+                raise ValueError('packages[%d] must be {"id": 1..64 chars}' % i)
+            norm.append(dict(p, id=str(p["id"])))
+        if len({p["id"] for p in norm}) != len(norm):
+            raise ValueError("packages has duplicate ids")
+        order["packages"] = norm
+    elif st == "SELLER":
+        given = partial.get("line_items") if isinstance(partial.get("line_items"), list) else []
+        named = set()
+        for i, li in enumerate(order["line_items"]):
+            if i < len(given) and given[i].get("package_id"):
+                named.add(str(li["package_id"]))
+            else:
+                li["package_id"] = ""
+                if not (i < len(given) and "package_status" in given[i]):
+                    li["package_status"] = ""
+        order["packages"] = [{"id": pid} for pid in sorted(named)]
+    ids = {p["id"] for p in order["packages"]}
+    for i, li in enumerate(order["line_items"]):
+        pid = li.get("package_id", "")
+        if isinstance(pid, int) and not isinstance(pid, bool):
+            pid = li["package_id"] = str(pid)
+        if not isinstance(pid, str) or (pid and pid not in ids):
+            raise ValueError("line_items[%d].package_id %r is not one of the order's packages"
+                             % (i, pid))
+
+
+_encode = fakehttp.encode
+_Response = fakehttp.Response
 
 
 # ---------------------------------------------------------------------------
-# HTTP plumbing
+# Fulfillment (see FULFILLMENT.md)
 
-class _HTTPError(Exception):
-    def __init__(self, status, msg):
-        Exception.__init__(self, msg)
-        self.status = status
+SHIPPING_PROVIDERS = [            # fixed ids; USPS's is the one in TikTok's doc sample
+    {"id": "7117858858072016686", "name": "USPS"},
+    {"id": "7117859084333745966", "name": "UPS"},
+    {"id": "7129736293713234694", "name": "FedEx"},
+    {"id": "7132708441138514730", "name": "DHL eCommerce"},
+]
+_PROVIDER_NAME = {p["id"]: p["name"] for p in SHIPPING_PROVIDERS}
+USPS_PROVIDER_ID = SHIPPING_PROVIDERS[0]["id"]
+DOCUMENT_TYPES = ("SHIPPING_LABEL", "PACKING_SLIP", "SHIPPING_LABEL_AND_PACKING_SLIP")
+ORDER_STATUSES = ("UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING",
+                  "AWAITING_COLLECTION", "IN_TRANSIT", "DELIVERED", "COMPLETED", "CANCELLED")
+# package status that follows an order status set through the admin endpoint
+_PKG_STATUS_FOR = {"IN_TRANSIT": "FULFILLING", "DELIVERED": "COMPLETED", "COMPLETED": "COMPLETED",
+                   "CANCELLED": "CANCELLED"}
+_SHIPPED = ("PROCESSING", "FULFILLING", "COMPLETED")
+MAX_TRACKING_LEN = 64
+MAX_LINE_IDS = 1000
 
+_SHIP_RE = re.compile(r"/fulfillment/202309/packages/([^/]{1,64})/ship")
+_DOCS_RE = re.compile(r"/fulfillment/202309/packages/([^/]{1,64})/shipping_documents")
+_PKG_RE = re.compile(r"/fulfillment/202309/packages/([^/]{1,64})")
+_MARK_RE = re.compile(r"/fulfillment/202309/orders/([^/]{1,64})/packages")
+_PROV_RE = re.compile(r"/logistics/202309/delivery_options/([^/]*)/shipping_providers")
+_ADMIN_STATUS_RE = re.compile(r"/_fake/orders/([^/]{1,64})/status")
+_ADMIN_DOC_RE = re.compile(r"/_fake/docs/([0-9A-Za-z_-]{1,64})\.pdf")
 
-class _Request(object):
-    __slots__ = ("method", "target", "path", "query", "version", "headers", "body", "keep_alive")
-
-
-_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
-
-
-class _Response(object):
-    __slots__ = ("status", "body", "ctype", "headers", "close", "drop", "truncate", "delay", "then")
-
-    def __init__(self, status=200, body=b"", ctype="application/json", headers=None):
-        self.status = status
-        self.body = body
-        self.ctype = ctype
-        self.headers = headers
-        self.close = False
-        self.drop = False
-        self.truncate = False
-        self.delay = 0.0
-        self.then = None        # callable returning the real response after delay
-
-
-_date_cache = [0, b""]
-
-
-def _http_date():
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache[0] = now
-        _date_cache[1] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
-    return _date_cache[1]
+_TINY_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+             b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+             b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 288 432]>>endobj\n"
+             b"trailer<</Root 1 0 R>>\n%%EOF\n")
 
 
-class _Conn(asyncio.Protocol):
-    """One HTTP/1.1 connection: sequential request processing (pipelining
-    answered in order), keep-alive, Content-Length or chunked request bodies."""
-
-    def __init__(self, srv, lc):
-        self.srv = srv
-        self.lc = lc
-        self.buf = bytearray()
-        self.transport = None
-        self.busy = False
-        self.closed = False
-        self.paused = False
-        self.task = None
-        self.nreq = 0
-        self.sent_continue = False
-        self.last = time.monotonic()
-
-    # asyncio callbacks
-    def connection_made(self, transport):
-        self.transport = transport
-        self.lc.conns.add(self)
-        self.srv._count_connection()
-
-    def connection_lost(self, exc):
-        self.closed = True
-        self.lc.conns.discard(self)
-        if self.task is not None:
-            self.task.cancel()
-
-    def data_received(self, data):
-        self.last = time.monotonic()
-        self.buf += data
-        if not self.busy:
-            self._process()
-        if not self.closed and len(self.buf) > MAX_BODY_BYTES + MAX_HEADER_BYTES and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self):
-        return False    # close
-
-    # parsing
-    def _parse(self):
-        buf = self.buf
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEADER_BYTES:
-                raise _HTTPError(431, "request header too large")
-            # tolerate leading empty lines (RFC 9112 2.2)
-            return None
-        if end > MAX_HEADER_BYTES:
-            raise _HTTPError(431, "request header too large")
-        head = bytes(buf[:end]).decode("latin-1")
-        lines = head.split("\r\n")
-        while lines and lines[0] == "":
-            lines.pop(0)
-        if not lines:
-            del buf[:end + 4]
-            return self._parse()
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _HTTPError(400, "bad request line")
-        method, target, version = parts
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise _HTTPError(400, "bad header line")
-            name = name.lower()
-            value = value.strip()
-            if name in headers:
-                headers[name] = headers[name] + ", " + value
-            else:
-                headers[name] = value
-        start = end + 4
-        te = headers.get("transfer-encoding")
-        if te is not None:
-            if te.lower() != "chunked":
-                raise _HTTPError(501, "unsupported transfer-encoding")
-            body, consumed = self._dechunk(start)
-            if body is None:
-                self._maybe_continue(headers, version)
-                return None
-            del buf[:consumed]
-        else:
-            cl = headers.get("content-length", "0")
-            if not cl.isdigit():
-                raise _HTTPError(400, "bad content-length")
-            cl = int(cl)
-            if cl > MAX_BODY_BYTES:
-                raise _HTTPError(413, "body too large")
-            if len(buf) - start < cl:
-                self._maybe_continue(headers, version)
-                return None
-            body = bytes(buf[start:start + cl])
-            del buf[:start + cl]
-        self.sent_continue = False
-        req = _Request()
-        req.method = method
-        req.target = target
-        if target.startswith("http://") or target.startswith("https://"):
-            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
-        path, _, query = target.partition("?")
-        req.path = path
-        req.query = query
-        req.version = version
-        req.headers = headers
-        req.body = body
-        conn = headers.get("connection", "").lower()
-        if version == "HTTP/1.1":
-            req.keep_alive = "close" not in conn
-        else:
-            req.keep_alive = "keep-alive" in conn
-        return req
-
-    def _dechunk(self, pos):
-        buf = self.buf
-        out = []
-        total = 0
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None, 0
-            size_s = bytes(buf[pos:eol]).split(b";")[0].strip()
-            try:
-                size = int(size_s, 16)
-            except ValueError:
-                raise _HTTPError(400, "bad chunk size")
-            pos = eol + 2
-            if size == 0:
-                # trailers until empty line
-                while True:
-                    eol = buf.find(b"\r\n", pos)
-                    if eol < 0:
-                        return None, 0
-                    if eol == pos:
-                        return b"".join(out), eol + 2
-                    pos = eol + 2
-            total += size
-            if total > MAX_BODY_BYTES:
-                raise _HTTPError(413, "body too large")
-            if len(buf) < pos + size + 2:
-                return None, 0
-            out.append(bytes(buf[pos:pos + size]))
-            pos += size + 2
-
-    def _maybe_continue(self, headers, version):
-        if (not self.sent_continue and version == "HTTP/1.1"
-                and headers.get("expect", "").lower() == "100-continue"):
-            self.sent_continue = True
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    # processing
-    def _process(self):
-        while not self.closed and not self.busy and self.buf:
-            try:
-                req = self._parse()
-            except _HTTPError as e:
-                self._write(self.srv._plain_error(e.status, str(e)), False)
-                return
-            if req is None:
-                break
-            self.nreq += 1
-            keep = req.keep_alive
-            mr = self.srv.max_requests_per_conn
-            if mr and self.nreq >= mr:
-                keep = False
-            try:
-                resp = self.srv._handle(req)
-            except Exception as e:      # a bug in the fake: answer 500, keep going
-                self.srv._log("internal error: %r" % (e,))
-                resp = self.srv._plain_error(500, "fake internal error: %r" % (e,))
-            if resp.delay > 0 or resp.then is not None:
-                self.busy = True
-                self.task = asyncio.ensure_future(self._delayed(resp, keep))
-                return
-            self._write(resp, keep)
-        if self.paused and not self.closed and len(self.buf) <= MAX_BODY_BYTES:
-            self.paused = False
-            self.transport.resume_reading()
-
-    async def _delayed(self, resp, keep):
-        try:
-            if resp.delay > 0:
-                await asyncio.sleep(resp.delay)
-            if resp.then is not None:
-                resp = resp.then()
-        except asyncio.CancelledError:
-            return
-        self.task = None
-        self.busy = False
-        if self.closed:
-            return
-        self._write(resp, keep)
-        self._process()
-
-    def _write(self, resp, keep):
-        if self.closed:
-            return
-        if resp.drop:
-            self.closed = True
-            self.transport.close()
-            return
-        if resp.close:
-            keep = False
-        body = resp.body
-        h = [b"HTTP/1.1 %d %s\r\n" % (resp.status, _REASONS.get(resp.status, "Unknown").encode()),
-             b"Date: ", _http_date(), b"\r\nServer: faketiktok\r\nContent-Type: ",
-             resp.ctype.encode(), b"\r\nContent-Length: %d\r\n" % len(body)]
-        if resp.headers:
-            for k, v in resp.headers.items():
-                h.append(("%s: %s\r\n" % (k, v)).encode("latin-1"))
-        h.append(b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
-        if resp.truncate:
-            h.append(body[:len(body) // 2])
-            self.transport.write(b"".join(h))
-            self.closed = True
-            self.transport.close()
-            return
-        h.append(body)
-        self.transport.write(b"".join(h))
-        self.last = time.monotonic()
-        if not keep:
-            self.closed = True
-            self.transport.close()
+def tiktok_tracking_number(package_id):
+    """The tracking number the fake gives a TIKTOK-shipping package shipped
+    without self_shipment: "TT" + 14 digits derived from the package id."""
+    h = int(hashlib.sha256(("trk:" + str(package_id)).encode()).hexdigest(), 16)
+    return "TT%014d" % (h % 10 ** 14)
 
 
-class _LoopCtx(object):
-    def __init__(self):
-        self.loop = None
-        self.server = None
-        self.conns = set()
-        self.thread = None
-        self.sweeper = None
+class _Reject(Exception):
+    """A business error of a fulfillment call: answered as an HTTP 200 envelope."""
+
+    def __init__(self, code, message=None):
+        Exception.__init__(self, message or MESSAGES.get(code, "Error"))
+        self.code = code
+
+
+def _need_str(d, key, what=None, maxlen=64):
+    v = d.get(key)
+    if not isinstance(v, str) or not v:
+        raise _Reject(CODE_BAD_PARAMS, "Invalid params: %s is required (a non-empty string)"
+                      % (what or key))
+    if len(v) > maxlen:
+        raise _Reject(CODE_BAD_PARAMS, "Invalid params: %s longer than %d" % (what or key, maxlen))
+    return v
+
+
+def _check_tracking(tn, prov):
+    if not isinstance(tn, str) or not 1 <= len(tn) <= MAX_TRACKING_LEN or not tn.isprintable():
+        raise _Reject(CODE_BAD_TRACKING, "tracking number or shipping provider invalid: "
+                      "tracking_number must be 1..%d printable characters" % MAX_TRACKING_LEN)
+    if prov not in _PROVIDER_NAME:
+        raise _Reject(CODE_BAD_TRACKING, "tracking number or shipping provider invalid: "
+                      "unknown shipping_provider_id %r" % (prov,))
+
+
+def _json_object(body, allow_empty=False):
+    if allow_empty and not body.strip():
+        return {}
+    try:
+        d = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _Reject(CODE_BAD_PARAMS, "Invalid params: body is not JSON")
+    if not isinstance(d, dict):
+        raise _Reject(CODE_BAD_PARAMS, "Invalid params: body must be a JSON object")
+    return d
 
 
 # ---------------------------------------------------------------------------
 # The fake
 
-_FAULT_KEYS = {"latency_ms", "http_status", "code", "message", "drop", "truncate",
-               "count", "path", "body", "retry_after"}
-
-
-class FakeTikTok(object):
+class FakeTikTok(fakehttp.Server):
     """The fake TikTok Shop server.
 
     FakeTikTok(cert, key, app_key=..., app_secret=..., access_token=...,
@@ -707,31 +574,34 @@ class FakeTikTok(object):
     .seed(orders) .fault(**kw) .stats() .reset() .orders()
     """
 
+    server_name = "faketiktok"
+    max_body_bytes = MAX_BODY_BYTES
+
     def __init__(self, cert, key, app_key=DEFAULTS["app_key"], app_secret=DEFAULTS["app_secret"],
                  access_token=DEFAULTS["access_token"], shop_cipher=DEFAULTS["shop_cipher"],
                  port=0, host="127.0.0.1", threads=1, unknown_ids="generate",
                  idle_timeout=60.0, max_requests_per_conn=0, verbose=False):
         if unknown_ids not in ("generate", "missing"):
             raise ValueError("unknown_ids must be 'generate' or 'missing'")
-        self.cert = cert
-        self.key = key
+        self._init_server(cert, key, host=host, port=port, threads=threads,
+                          idle_timeout=idle_timeout, max_requests_per_conn=max_requests_per_conn,
+                          verbose=verbose)
         self.app_key = app_key
         self.app_secret = app_secret
         self.access_token = access_token
         self.shop_cipher = shop_cipher or ""
-        self.host = host
-        self.port = port
-        self.threads = max(1, int(threads))
         self.unknown_ids = unknown_ids
-        self.idle_timeout = float(idle_timeout)
-        self.max_requests_per_conn = int(max_requests_per_conn)
-        self.verbose = verbose
         self._lock = threading.Lock()
-        self._loops = []
-        self._socks = []
-        self._started = False
         self._rid = itertools.count(1)
-        self._gen_cache = {}
+        self._gen_cache = {}        # id -> encoded generated order (bounded)
+        self._gen_pkgs = {}         # package id -> order id of generated orders read
+        self._faults = fakehttp.FaultQueue(
+            extra={"code": lambda v: None if isinstance(v, int) and not isinstance(v, bool)
+                   else "must be an integer",
+                   "message": lambda v: None if isinstance(v, str) else "must be a string",
+                   "body": lambda v: None if isinstance(v, str) else "must be a string",
+                   "truncate": lambda v: None if isinstance(v, bool) else "must be a boolean"},
+            replacing=("drop", "http_status", "code", "body"), prefix=False)
         self._reset_state()
 
     # -- state ------------------------------------------------------------
@@ -739,77 +609,63 @@ class FakeTikTok(object):
         with self._lock:
             self._seeded = {}           # id -> order dict
             self._seeded_json = {}      # id -> encoded bytes
+            self._kept = {}             # generated orders changed since (shipped, status set)
+            self._kept_json = {}
+            self._pkg_owner = {}        # package id -> order id (seeded and kept orders)
+            self._pkgstate = {}         # order id -> {package id: package state}
             self._sorted = None         # search indexes, rebuilt after seeding
-            self._faults = []           # list of dicts with remaining "count"
+            self._faults.clear()
             self._stats = {"requests": 0, "by_path": collections.Counter(),
                            "rejected": collections.Counter(), "faults_served": 0,
-                           "ids_requested": 0, "connections": 0}
+                           "ids_requested": 0, "connections": 0, "ship_calls": 0,
+                           "packages_shipped": collections.Counter()}
 
     def reset(self):
-        """Forget seeded orders and faults; zero the statistics."""
+        """Forget seeded orders, shipments and faults; zero the statistics."""
         self._reset_state()
 
     def seed(self, orders):
         """Seed (insert or replace) orders; missing fields get generated
         defaults (a given update_time alone shifts the generated create/paid/SLA
-    times along with it).  Returns the list of completed orders."""
+        times along with it).  Returns the list of completed orders."""
         if isinstance(orders, dict):
             orders = [orders]
+        if not isinstance(orders, list):
+            raise ValueError("orders must be a list of objects")
         done = [complete_order(o) for o in orders]
         enc = [_encode(o) for o in done]
         with self._lock:
             for o, e in zip(done, enc):
-                self._seeded[o["id"]] = o
-                self._seeded_json[o["id"]] = e
+                oid = o["id"]
+                self._seeded[oid] = o
+                self._seeded_json[oid] = e
+                self._kept.pop(oid, None)
+                self._kept_json.pop(oid, None)
+                self._pkgstate.pop(oid, None)
+                for p in o["packages"]:
+                    self._pkg_owner[p["id"]] = oid
             self._sorted = None
         return done
 
     def orders(self):
-        """The seeded orders (completed), by id."""
+        """The stored orders by id: the seeded ones plus generated orders that
+        changed since (shipped, or status set through the admin endpoint)."""
         with self._lock:
-            return json.loads(json.dumps(self._seeded))
+            d = dict(self._kept)
+            d.update(self._seeded)
+            return json.loads(json.dumps(d))
 
     def fault(self, **kw):
         """Queue a fault for the next `count` (default 1; -1 = until reset)
-        API requests whose path equals `path` (default: any API path).
+        API requests matching `path` (exact; a trailing "*" makes it a
+        prefix; default: any API path) and `method` (default: any).
         Keys: latency_ms, http_status, code, message, drop, truncate, body,
-        retry_after, count, path.  Faults are matched in the order queued."""
-        f = self._check_fault(kw)
-        with self._lock:
-            self._faults.append(f)
-            return len(self._faults)
+        retry_after, after (apply the request, then answer with the fault),
+        count, path, method.  Faults are matched in the order queued."""
+        return self._faults.add(kw)
 
-    @staticmethod
-    def _check_fault(kw):
-        bad = set(kw) - _FAULT_KEYS
-        if bad:
-            raise ValueError("unknown fault keys: %s" % ", ".join(sorted(bad)))
-
-        def isint(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-        f = dict(kw)
-        f.setdefault("count", 1)
-        if not isint(f["count"]) or (f["count"] < 1 and f["count"] != -1):
-            raise ValueError("count must be a positive integer or -1")
-        lat = f.get("latency_ms", 0)
-        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or lat < 0 or lat > 600000:
-            raise ValueError("latency_ms must be a number 0..600000")
-        if "http_status" in f and (not isint(f["http_status"]) or not 200 <= f["http_status"] <= 599):
-            raise ValueError("http_status must be an integer 200..599")
-        if "code" in f and not isint(f["code"]):
-            raise ValueError("code must be an integer")
-        for k in ("drop", "truncate"):
-            if k in f and not isinstance(f[k], bool):
-                raise ValueError("%s must be a boolean" % k)
-        if "path" in f and (not isinstance(f["path"], str) or not f["path"].startswith("/")):
-            raise ValueError("path must start with /")
-        if "body" in f and not isinstance(f["body"], str):
-            raise ValueError("body must be a string")
-        if "message" in f and not isinstance(f["message"], str):
-            raise ValueError("message must be a string")
-        if "retry_after" in f and not isint(f["retry_after"]):
-            raise ValueError("retry_after must be an integer")
-        return f
+    def _check_fault(self, kw):
+        return self._faults.check(kw)
 
     def stats(self):
         with self._lock:
@@ -820,142 +676,17 @@ class FakeTikTok(object):
                     "rejected": rej, "faults_served": s["faults_served"],
                     "ids_requested": s["ids_requested"], "connections": s["connections"],
                     "orders_seeded": len(self._seeded),
-                    "faults_pending": sum(1 for f in self._faults if f["count"] != 0)}
+                    "faults_pending": self._faults.pending(),
+                    "ship_calls": s["ship_calls"],
+                    "packages_shipped": dict(s["packages_shipped"])}
 
     def _count_connection(self):
         with self._lock:
             self._stats["connections"] += 1
 
-    def _log(self, msg):
-        if self.verbose:
-            sys.stderr.write("faketiktok: %s\n" % msg)
-            sys.stderr.flush()
-
-    # -- server lifecycle -----------------------------------------------------
     @property
     def url(self):
-        return "https://%s:%d" % (self.host if ":" not in self.host else "[%s]" % self.host, self.port)
-
-    def _ssl_context(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cert, self.key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        return ctx
-
-    def _make_sockets(self):
-        fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        socks = []
-        port = self.port
-        for i in range(self.threads):
-            s = socket.socket(fam, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.threads > 1:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((self.host, port))
-            s.listen(1024)
-            s.setblocking(False)
-            port = s.getsockname()[1]
-            socks.append(s)
-        self.port = port
-        return socks
-
-    def start(self):
-        """Bind, then serve in background thread(s).  Returns self."""
-        if self._started:
-            raise RuntimeError("already started")
-        ctx = self._ssl_context()
-        self._socks = self._make_sockets()
-        ready = []
-        for i, sock in enumerate(self._socks):
-            lc = _LoopCtx()
-            ev = threading.Event()
-            err = []
-            lc.thread = threading.Thread(target=self._run_loop, args=(lc, sock, ctx, ev, err),
-                                         name="faketiktok-%d" % i, daemon=True)
-            lc.thread.start()
-            ev.wait(30)
-            if err:
-                self.stop()
-                raise err[0]
-            self._loops.append(lc)
-            ready.append(ev)
-        self._started = True
-        return self
-
-    def _run_loop(self, lc, sock, ctx, ev, err):
-        loop = asyncio.new_event_loop()
-        lc.loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            lc.server = loop.run_until_complete(loop.create_server(
-                lambda: _Conn(self, lc), sock=sock, ssl=ctx, ssl_handshake_timeout=10))
-            lc.sweeper = loop.call_later(1.0, self._sweep, lc)
-        except Exception as e:
-            err.append(e)
-            ev.set()
-            loop.close()
-            return
-        ev.set()
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                loop.run_until_complete(asyncio.sleep(0))
-            except Exception:
-                pass
-            loop.close()
-
-    def _sweep(self, lc):
-        """Close connections idle longer than idle_timeout."""
-        if self.idle_timeout > 0:
-            cutoff = time.monotonic() - self.idle_timeout
-            for c in list(lc.conns):
-                if not c.busy and c.last < cutoff:
-                    c.closed = True
-                    c.transport.close()
-        lc.sweeper = lc.loop.call_later(min(1.0, max(0.05, self.idle_timeout / 4)), self._sweep, lc)
-
-    def stop(self):
-        """Stop serving: close the listener and every connection."""
-        for lc in self._loops:
-            if lc.loop is None or lc.loop.is_closed():
-                continue
-
-            def shut(lc=lc):
-                if lc.sweeper:
-                    lc.sweeper.cancel()
-                if lc.server:
-                    lc.server.close()
-                for c in list(lc.conns):
-                    c.closed = True
-                    if c.task is not None:
-                        c.task.cancel()
-                    c.transport.abort()
-                lc.loop.call_later(0.05, lc.loop.stop)
-            try:
-                lc.loop.call_soon_threadsafe(shut)
-            except RuntimeError:
-                pass
-        for lc in self._loops:
-            if lc.thread is not None:
-                lc.thread.join(10)
-        for s in self._socks:
-            try:
-                s.close()
-            except OSError:
-                pass
-        self._loops = []
-        self._socks = []
-        self._started = False
-
-    def __enter__(self):
-        if not self._started:
-            self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self.base_url
 
     # -- responses ------------------------------------------------------------
     def _request_id(self):
@@ -976,11 +707,6 @@ class FakeTikTok(object):
         body = b'{"code":0,"message":"Success","request_id":"' + rid.encode() + b'","data":' + data_json + b"}"
         return _Response(200, body, headers={"X-Tt-Logid": rid})
 
-    def _plain_error(self, status, msg):
-        r = _Response(status, _encode({"error": msg}))
-        r.close = status >= 400 and status not in (404, 405)
-        return r
-
     def _reject(self, kind, code, message=None):
         with self._lock:
             self._stats["rejected"][kind] += 1
@@ -988,67 +714,57 @@ class FakeTikTok(object):
 
     # -- dispatch -------------------------------------------------------------
     _ROUTES = {DETAIL_PATH: "GET", SEARCH_PATH: "POST", SHOPS_PATH: "GET"}
+    # (regex, method, handler name); the first regex that matches decides
+    _RE_ROUTES = [(_SHIP_RE, "POST", "_ship"), (_DOCS_RE, "GET", "_documents"),
+                  (_PKG_RE, "GET", "_package_detail"), (_MARK_RE, "POST", "_mark_shipped"),
+                  (_PROV_RE, "GET", "_providers")]
+
+    def _route(self, path):
+        """(method, handler, args) for an API path, or None."""
+        want = self._ROUTES.get(path)
+        if want is not None:
+            return want, None, ()
+        for rx, meth, name in self._RE_ROUTES:
+            m = rx.fullmatch(path)
+            if m:
+                return meth, name, m.groups()
+        return None
 
     def _handle(self, req):
         path = req.path
         if path.startswith("/_fake/"):
             return self._admin(req)
-        fault = None
         with self._lock:
             st = self._stats
             st["requests"] += 1
             st["by_path"][path] += 1
-            if self._faults:
-                for f in self._faults:
-                    if f["count"] != 0 and f.get("path", path) == path:
-                        if f["count"] > 0:
-                            f["count"] -= 1
-                        st["faults_served"] += 1
-                        fault = f
-                        break
-                self._faults = [f for f in self._faults if f["count"] != 0]
+            if req.method == "POST" and (_SHIP_RE.fullmatch(path) or _MARK_RE.fullmatch(path)):
+                st["ship_calls"] += 1
+        fault = self._faults.take(path, req.method)
         if fault is not None:
-            return self._faulted(req, fault)
+            with self._lock:
+                self._stats["faults_served"] += 1
+            return fakehttp.fault_response(fault, lambda: self._api(req), self._fault_answer)
         return self._api(req)
 
-    def _faulted(self, req, f):
-        lat = f.get("latency_ms", 0) / 1000.0
-        if f.get("drop"):
-            r = _Response()
-            r.drop = True
-        elif "http_status" in f or "code" in f or "body" in f:
-            st = f.get("http_status", 200)
-            code = f.get("code")
-            if code is None:
-                code = CODE_THROTTLED if st == 429 else CODE_SERVER_ERROR if st >= 500 else CODE_BAD_PARAMS
-            hdrs = {"Retry-After": str(f["retry_after"])} if "retry_after" in f else None
-            if "body" in f:
-                r = _Response(st, f["body"].encode("utf-8"), ctype="text/html; charset=utf-8",
-                              headers=hdrs)
-            else:
-                r = self._envelope(code, f.get("message"), None, status=st, headers=hdrs)
-        else:
-            # latency only: a normal answer, computed after the delay
-            r = _Response()
-            r.then = lambda: self._api(req)
-        if f.get("truncate"):
-            if r.then is not None:
-                inner = r.then
-
-                def trunc():
-                    x = inner()
-                    x.truncate = True
-                    return x
-                r.then = trunc
-            else:
-                r.truncate = True
-        r.delay = lat
-        return r
+    def _fault_answer(self, f):
+        if not ("http_status" in f or "code" in f or "body" in f):
+            return None
+        st = f.get("http_status", 200)
+        code = f.get("code")
+        if code is None:
+            code = CODE_THROTTLED if st == 429 else CODE_SERVER_ERROR if st >= 500 else CODE_BAD_PARAMS
+        hdrs = {"Retry-After": str(f["retry_after"])} if "retry_after" in f else None
+        if "body" in f:
+            return _Response(st, f["body"].encode("utf-8"), ctype="text/html; charset=utf-8",
+                             headers=hdrs)
+        return self._envelope(code, f.get("message"), None, status=st, headers=hdrs)
 
     def _api(self, req):
-        want = self._ROUTES.get(req.path)
-        if want is None:
+        route = self._route(req.path)
+        if route is None:
             return self._envelope(CODE_NOT_FOUND, "Not found: %s" % req.path, status=404)
+        want, handler, args = route
         if req.method != want:
             return self._envelope(CODE_METHOD, "Method not allowed: %s %s" % (req.method, req.path),
                                   status=405, headers={"Allow": want})
@@ -1076,6 +792,16 @@ class FakeTikTok(object):
         # 5. shop_cipher (not for the shops listing, like TikTok)
         if self.shop_cipher and req.path != SHOPS_PATH and q.get("shop_cipher") != self.shop_cipher:
             return self._reject("params", CODE_BAD_PARAMS, "Invalid params: shop_cipher")
+        if handler is not None:
+            try:
+                with self._lock:
+                    data = getattr(self, handler)(q, req.body, *args)
+            except _Reject as e:
+                if e.code == CODE_BAD_PARAMS:
+                    with self._lock:
+                        self._stats["rejected"]["params"] += 1
+                return self._envelope(e.code, str(e))
+            return self._ok_raw(_encode(data))
         if req.path == DETAIL_PATH:
             return self._detail(q)
         if req.path == SEARCH_PATH:
@@ -1089,18 +815,24 @@ class FakeTikTok(object):
         return self._ok_raw(_encode({"shops": [shop]}))
 
     def _order_json(self, oid):
-        """Encoded order for a detail call, or None when absent."""
+        """Encoded order for a detail call, or None when absent (lock held)."""
         e = self._seeded_json.get(oid)
+        if e is None:
+            e = self._kept_json.get(oid)
         if e is not None:
             return e
         if self.unknown_ids == "missing":
             return None
         e = self._gen_cache.get(oid)
         if e is None:
-            e = _encode(generate_order(oid))
+            o = generate_order(oid)
+            e = _encode(o)
             if len(self._gen_cache) >= GENERATED_CACHE_MAX:
                 self._gen_cache.clear()
+                self._gen_pkgs.clear()
             self._gen_cache[oid] = e
+            for p in o["packages"]:
+                self._gen_pkgs[p["id"]] = oid
         return e
 
     def _detail(self, q):
@@ -1208,6 +940,278 @@ class FakeTikTok(object):
                 + b',"total_count":%d}' % total)
         return self._ok_raw(data)
 
+
+    # -- fulfillment (all called with self._lock held) ------------------------
+    def _get_order(self, oid):
+        """The stored order (mutable), a freshly generated one, or None."""
+        o = self._seeded.get(oid)
+        if o is None:
+            o = self._kept.get(oid)
+        if o is None and self.unknown_ids == "generate":
+            o = generate_order(oid)
+        return o
+
+    def _store(self, order):
+        """Remember a changed order (generated ones are kept from now on)."""
+        oid = order["id"]
+        if oid in self._seeded:
+            self._seeded[oid] = order
+            self._seeded_json[oid] = _encode(order)
+            self._sorted = None
+        else:
+            self._kept[oid] = order
+            self._kept_json[oid] = _encode(order)
+        for p in order["packages"]:
+            self._pkg_owner[p["id"]] = oid
+
+    def _find_package(self, pid):
+        """(order, package id) for a known package, else raise 21011001."""
+        oid = self._pkg_owner.get(pid) or self._gen_pkgs.get(pid)
+        o = self._get_order(oid) if oid is not None else None
+        if o is None or not any(p.get("id") == pid for p in o["packages"]):
+            raise _Reject(CODE_PACKAGE_NOT_FOUND)
+        return o
+
+    def _pkg(self, order, pid):
+        """The state of one package of order (created on first use)."""
+        states = self._pkgstate.setdefault(order["id"], {})
+        s = states.get(pid)
+        if s is None:
+            lines = [li for li in order["line_items"] if li.get("package_id") == pid]
+            status = "TO_FULFILL"
+            for li in lines:
+                if li.get("package_status") in _SHIPPED + ("CANCELLED",):
+                    status = li["package_status"]
+            first = lines[0] if lines else {}
+            t = order.get("paid_time") or order["create_time"]
+            s = {"status": status, "tracking_number": first.get("tracking_number", ""),
+                 "shipping_provider_id": first.get("shipping_provider_id", ""),
+                 "shipping_provider_name": first.get("shipping_provider_name", ""),
+                 "handover_method": "", "create_time": t, "update_time": t}
+            states[pid] = s
+        return s
+
+    @staticmethod
+    def _bump(order):
+        """Advance order.update_time strictly (at least +1); returns it."""
+        t = max(int(time.time()), int(order["update_time"]) + 1)
+        order["update_time"] = t
+        return t
+
+    @staticmethod
+    def _check_can_ship(order):
+        if order.get("fulfillment_type") == "FULFILLMENT_BY_TIKTOK":
+            raise _Reject(CODE_FBT)
+        if order.get("status") == "CANCELLED":
+            raise _Reject(CODE_ORDER_CANCELLED)
+
+    def _mark_package_shipped(self, order, pid, tn, prov, handover, now):
+        s = self._pkg(order, pid)
+        s.update(status="PROCESSING", tracking_number=tn, shipping_provider_id=prov,
+                 shipping_provider_name=_PROVIDER_NAME[prov], handover_method=handover,
+                 update_time=now)
+        for li in order["line_items"]:
+            if li.get("package_id") == pid:
+                li.update(package_status="PROCESSING", tracking_number=tn,
+                          shipping_provider_id=prov, shipping_provider_name=_PROVIDER_NAME[prov])
+        order["tracking_number"] = tn
+        order["shipping_provider_id"] = prov
+        order["shipping_provider"] = _PROVIDER_NAME[prov]
+        order["rts_time"] = now
+        self._stats["packages_shipped"][pid] += 1
+
+    def _update_order_status(self, order):
+        """After a ship: AWAITING_COLLECTION once every line and package is in
+        a shipped package, PARTIALLY_SHIPPING while only some are."""
+        if order["status"] not in ("AWAITING_SHIPMENT", "PARTIALLY_SHIPPING"):
+            return
+        shipped = {p["id"] for p in order["packages"]
+                   if self._pkg(order, p["id"])["status"] in _SHIPPED}
+        lines_done = all(li.get("package_id") in shipped for li in order["line_items"])
+        if lines_done and len(shipped) == len(order["packages"]):
+            order["status"] = "AWAITING_COLLECTION"
+            for li in order["line_items"]:
+                li["display_status"] = "AWAITING_COLLECTION"
+        elif shipped:
+            order["status"] = "PARTIALLY_SHIPPING"
+
+    def _ship(self, q, body, pid):
+        b = _json_object(body, allow_empty=True)
+        handover = b.get("handover_method", "PICKUP")
+        if handover not in ("PICKUP", "DROP_OFF"):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: handover_method must be PICKUP or DROP_OFF")
+        slot = b.get("pickup_slot")
+        if slot is not None:
+            if (not isinstance(slot, dict)
+                    or not all(isinstance(slot.get(k), int) and not isinstance(slot.get(k), bool)
+                               for k in ("start_time", "end_time"))
+                    or slot["start_time"] >= slot["end_time"]):
+                raise _Reject(CODE_BAD_PARAMS, "Invalid params: pickup_slot needs integer "
+                              "start_time < end_time")
+        ss = b.get("self_shipment")
+        if ss is not None:
+            if not isinstance(ss, dict):
+                raise _Reject(CODE_BAD_PARAMS, "Invalid params: self_shipment must be an object")
+            for k in ("tracking_number", "shipping_provider_id"):
+                if k not in ss:
+                    raise _Reject(CODE_BAD_PARAMS, "Invalid params: self_shipment.%s is required" % k)
+            _check_tracking(ss["tracking_number"], ss["shipping_provider_id"])
+        order = self._find_package(pid)
+        self._check_can_ship(order)
+        if self._pkg(order, pid)["status"] != "TO_FULFILL":
+            raise _Reject(CODE_PACKAGE_SHIPPED)
+        if ss is not None:
+            tn, prov = ss["tracking_number"], ss["shipping_provider_id"]
+        elif order.get("shipping_type", "TIKTOK") == "SELLER":
+            raise _Reject(CODE_BAD_TRACKING, "tracking number or shipping provider invalid: "
+                          "self_shipment is required for a SELLER-shipping package")
+        else:
+            tn, prov = tiktok_tracking_number(pid), USPS_PROVIDER_ID
+        now = self._bump(order)
+        self._mark_package_shipped(order, pid, tn, prov, handover, now)
+        self._update_order_status(order)
+        self._store(order)
+        return {}
+
+    def _documents(self, q, body, pid):
+        dt = q.get("document_type")
+        if dt not in DOCUMENT_TYPES:
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: document_type must be one of "
+                          + ", ".join(DOCUMENT_TYPES))
+        order = self._find_package(pid)
+        if order.get("shipping_type", "TIKTOK") != "TIKTOK":
+            raise _Reject(CODE_NOT_TIKTOK_SHIPPING)
+        s = self._pkg(order, pid)
+        if s["status"] not in _SHIPPED:
+            raise _Reject(CODE_PACKAGE_NOT_SHIPPED)
+        expires = int(time.time()) + 86400
+        return {"doc_url": "%s/_fake/docs/%s.pdf?expires=%d&document_type=%s"
+                % (self.url, urllib.parse.quote(pid, safe=""), expires, dt),
+                "tracking_number": s["tracking_number"]}
+
+    def _package_detail(self, q, body, pid):
+        order = self._find_package(pid)
+        s = self._pkg(order, pid)
+        lines = [li for li in order["line_items"] if li.get("package_id") == pid]
+        skus = collections.OrderedDict()
+        for li in lines:
+            k = li.get("sku_id", "")
+            if k not in skus:
+                skus[k] = {"id": k, "name": li.get("sku_name", ""), "image_url": li.get("sku_image", ""),
+                           "quantity": 0}
+            skus[k]["quantity"] += 1
+        return {"package_id": pid, "orders": [{"id": order["id"], "skus": list(skus.values())}],
+                "order_line_item_ids": [li["id"] for li in lines],
+                "package_status": s["status"],
+                "shipping_type": order.get("shipping_type", "TIKTOK"),
+                "shipping_provider_id": s["shipping_provider_id"],
+                "shipping_provider_name": s["shipping_provider_name"],
+                "tracking_number": s["tracking_number"],
+                "delivery_option_id": order.get("delivery_option_id", ""),
+                "handover_method": s["handover_method"],
+                "create_time": s["create_time"], "update_time": s["update_time"]}
+
+    def _new_package_id(self, order):
+        n = len(order["packages"])
+        while True:
+            h = int(hashlib.sha256(("pkg:%s:%d" % (order["id"], n)).encode()).hexdigest(), 16)
+            pid = str(1160000000000000000 + h % 10 ** 17)
+            if pid not in self._pkg_owner and pid not in self._gen_pkgs:
+                return pid
+            n += 1
+
+    def _mark_shipped(self, q, body, oid):
+        b = _json_object(body)
+        ids = b.get("order_line_item_ids")
+        if (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_LINE_IDS
+                or not all(isinstance(i, str) and i for i in ids)):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: order_line_item_ids must be a list of "
+                          "1..%d non-empty strings" % MAX_LINE_IDS)
+        if len(set(ids)) != len(ids):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: order_line_item_ids has duplicates")
+        for k in ("tracking_number", "shipping_provider_id"):
+            if k not in b:
+                raise _Reject(CODE_BAD_PARAMS, "Invalid params: %s is required" % k)
+        _check_tracking(b["tracking_number"], b["shipping_provider_id"])
+        order = self._get_order(oid)
+        if order is None:
+            raise _Reject(CODE_ORDER_NOT_FOUND)
+        by_id = {li["id"]: li for li in order["line_items"]}
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: not line items of order %s: %s"
+                          % (oid, ",".join(unknown[:10])))
+        if order.get("shipping_type", "TIKTOK") != "SELLER":
+            raise _Reject(CODE_NOT_TIKTOK_SHIPPING, "order is shipped by TikTok (shipping_type "
+                          "TIKTOK): use Ship Package and Get Package Shipping Document")
+        self._check_can_ship(order)
+        done = [i for i in ids if by_id[i].get("package_id")
+                and self._pkg(order, by_id[i]["package_id"])["status"] != "TO_FULFILL"]
+        if done:
+            raise _Reject(CODE_LINES_SHIPPED, "line items already shipped: %s" % ",".join(done[:10]))
+        pid = self._new_package_id(order)
+        now = self._bump(order)
+        old = {by_id[i].get("package_id") for i in ids} - {""}
+        for i in ids:
+            by_id[i]["package_id"] = pid
+        used = {li.get("package_id") for li in order["line_items"]}
+        # an unshipped package left without lines goes away
+        order["packages"] = [p for p in order["packages"] if p["id"] not in old or p["id"] in used]
+        order["packages"].append({"id": pid})
+        self._pkgstate.setdefault(order["id"], {})[pid] = {
+            "status": "TO_FULFILL", "tracking_number": "", "shipping_provider_id": "",
+            "shipping_provider_name": "", "handover_method": "", "create_time": now,
+            "update_time": now}
+        self._mark_package_shipped(order, pid, b["tracking_number"], b["shipping_provider_id"],
+                                   "DROP_OFF", now)
+        self._update_order_status(order)
+        self._store(order)
+        return {"order_id": order["id"], "order_line_item_ids": ids, "package_id": pid,
+                "warning": None}
+
+    def _providers(self, q, body, option_id):
+        if not (1 <= len(option_id) <= 64 and option_id.isdigit()):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: delivery_option_id must be 1..64 digits")
+        return {"shipping_providers": [dict(p) for p in SHIPPING_PROVIDERS]}
+
+    def set_status(self, order_id, status):
+        """Set an order's status (admin): bumps update_time, sets the lines'
+        display_status and moves shipped packages along (IN_TRANSIT ->
+        FULFILLING, DELIVERED/COMPLETED -> COMPLETED, CANCELLED -> CANCELLED
+        for every package).  Returns the order."""
+        if status not in ORDER_STATUSES:
+            raise ValueError("status must be one of " + ", ".join(ORDER_STATUSES))
+        with self._lock:
+            order = self._get_order(str(order_id))
+            if order is None:
+                raise KeyError(order_id)
+            order["status"] = status
+            now = self._bump(order)
+            pst = _PKG_STATUS_FOR.get(status)
+            for p in order["packages"]:
+                s = self._pkg(order, p["id"])
+                if pst and (status == "CANCELLED" or s["status"] in _SHIPPED):
+                    s["status"] = pst
+                    s["update_time"] = now
+            for li in order["line_items"]:
+                li["display_status"] = status
+                pid = li.get("package_id")
+                if pid and any(p["id"] == pid for p in order["packages"]):
+                    li["package_status"] = self._pkg(order, pid)["status"]
+            if status == "CANCELLED":
+                order.setdefault("cancel_reason", "Cancelled by the fake")
+            self._store(order)
+            return json.loads(json.dumps(order))
+
+    def _doc(self, pid):
+        with self._lock:
+            oid = self._pkg_owner.get(pid) or self._gen_pkgs.get(pid)
+            o = self._get_order(oid) if oid is not None else None
+            if (o is None or not any(p["id"] == pid for p in o["packages"])
+                    or self._pkg(o, pid)["status"] not in _SHIPPED):
+                return None
+        return _TINY_PDF
+
     # -- admin ----------------------------------------------------------------
     def _admin(self, req):
         def ok(obj, status=200):
@@ -1218,12 +1222,20 @@ class FakeTikTok(object):
         p, m = req.path, req.method
         routes = {"/_fake/orders": ("GET", "POST"), "/_fake/faults": ("POST",),
                   "/_fake/reset": ("POST",), "/_fake/stats": ("GET",)}
-        if p not in routes:
+        st_m = _ADMIN_STATUS_RE.fullmatch(p)
+        doc_m = _ADMIN_DOC_RE.fullmatch(p)
+        allowed = routes.get(p) or (("POST",) if st_m else ("GET",) if doc_m else None)
+        if allowed is None:
             return err("unknown admin path %s" % p, 404)
-        if m not in routes[p]:
+        if m not in allowed:
             r = err("method not allowed", 405)
-            r.headers = {"Allow": ", ".join(routes[p])}
+            r.headers = {"Allow": ", ".join(allowed)}
             return r
+        if doc_m:
+            pdf = self._doc(doc_m.group(1))
+            if pdf is None:
+                return err("no shipped package %s" % doc_m.group(1), 404)
+            return _Response(200, pdf, ctype="application/pdf")
         body = None
         if m == "POST":
             try:
@@ -1233,6 +1245,13 @@ class FakeTikTok(object):
             if not isinstance(body, dict):
                 return err("body must be a JSON object")
         try:
+            if st_m:
+                if set(body) - {"status"}:
+                    return err("unknown keys: %s" % ", ".join(sorted(set(body) - {"status"})))
+                try:
+                    return ok({"order": self.set_status(st_m.group(1), body.get("status"))})
+                except KeyError:
+                    return err("unknown order %s" % st_m.group(1), 404)
             if p == "/_fake/stats":
                 return ok(self.stats())
             if p == "/_fake/reset":
@@ -1261,22 +1280,7 @@ class FakeTikTok(object):
 def admin_request(base_url, method, path, body=None, cafile=None, timeout=10):
     """Call an admin endpoint (or anything) of a running fake; returns
     (status, parsed JSON or raw bytes).  TLS verified with cafile when given."""
-    import http.client
-    u = urllib.parse.urlsplit(base_url)
-    ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
-    c = http.client.HTTPSConnection(u.hostname, u.port, context=ctx, timeout=timeout)
-    try:
-        data = None if body is None else (body if isinstance(body, bytes) else _encode(body))
-        hdrs = {"Content-Type": "application/json"} if data is not None else {}
-        c.request(method, path, body=data, headers=hdrs)
-        r = c.getresponse()
-        raw = r.read()
-        try:
-            return r.status, json.loads(raw)
-        except ValueError:
-            return r.status, raw
-    finally:
-        c.close()
+    return fakehttp.client_request(base_url, method, path, body, cafile, timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -1334,20 +1338,7 @@ def main(argv=None):
     if a.seed_generated:
         fake.seed([{"id": str(577000000000000000 + i)} for i in range(1, a.seed_generated + 1)])
 
-    # block the stop signals before the loop threads exist (they inherit the
-    # mask), then wait for one synchronously
-    sigs = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    try:
-        fake.start()
-    except (OSError, ssl.SSLError) as e:
-        sys.stderr.write("faketiktok: %s\n" % e)
-        return 1
-    sys.stdout.write("listening %d\n" % fake.port)
-    sys.stdout.flush()
-    signal.sigwait(sigs)
-    fake.stop()
-    return 0
+    return fakehttp.run_until_signal(fake)
 
 
 if __name__ == "__main__":

@@ -736,3 +736,234 @@ def test_command_line(certs):
             p.wait()
         p.stdout.close()
         p.stderr.close()
+
+
+# --------------------------------------------------------------------------
+# fulfillment
+
+SHIP = "/fulfillment/202309/packages/%s/ship"
+DOCS = "/fulfillment/202309/packages/%s/shipping_documents"
+PKG = "/fulfillment/202309/packages/%s"
+MARK = "/fulfillment/202309/orders/%s/packages"
+USPS, UPS = "7117858858072016686", "7117859084333745966"
+
+
+def post(client, path, body):
+    return client.api("POST", path, body=json.dumps(body).encode())
+
+
+def order_of(client, oid):
+    st, env = detail(client, [oid])
+    assert env["code"] == 0, env
+    return env["data"]["orders"][0]
+
+
+def test_ship_tiktok_package_then_documents(fake, client, certs):
+    o = order_of(client, "5001")                  # generated: the fake now knows its package
+    pid = o["packages"][0]["id"]
+    st, env = client.api("GET", PKG % pid)
+    assert env["code"] == 0 and env["data"]["package_status"] == "TO_FULFILL"
+    st, env = client.api("GET", DOCS % pid, {"document_type": "SHIPPING_LABEL"})
+    assert env["code"] == faketiktok.CODE_PACKAGE_NOT_SHIPPED
+    st, env = client.api("POST", SHIP % pid)      # no body: PICKUP, TikTok's label
+    assert st == 200 and env["code"] == 0 and env["data"] == {}
+    o2 = order_of(client, "5001")
+    assert o2["status"] == "AWAITING_COLLECTION" and o2["update_time"] >= o["update_time"] + 1
+    tn = faketiktok.tiktok_tracking_number(pid)
+    assert tn.startswith("TT") and len(tn) == 16 and tn[2:].isdigit()
+    for li in o2["line_items"]:
+        assert (li["package_status"], li["tracking_number"], li["shipping_provider_id"],
+                li["shipping_provider_name"], li["display_status"]) == (
+                    "PROCESSING", tn, USPS, "USPS", "AWAITING_COLLECTION")
+    st, env = client.api("GET", PKG % pid)
+    d = env["data"]
+    assert d["package_status"] == "PROCESSING" and d["tracking_number"] == tn
+    assert d["handover_method"] == "PICKUP" and d["shipping_type"] == "TIKTOK"
+    assert d["orders"][0]["id"] == "5001"
+    assert sum(s["quantity"] for s in d["orders"][0]["skus"]) == len(o["line_items"])
+    assert sorted(d["order_line_item_ids"]) == sorted(li["id"] for li in o["line_items"])
+    st, env = client.api("POST", SHIP % pid, body=b'{"handover_method":"DROP_OFF"}')
+    assert env["code"] == faketiktok.CODE_PACKAGE_SHIPPED
+    st, env = client.api("GET", DOCS % pid, {"document_type": "PACKING_SLIP_X"})
+    assert env["code"] == faketiktok.CODE_BAD_PARAMS
+    st, env = client.api("GET", DOCS % pid, {"document_type": "SHIPPING_LABEL"})
+    assert env["code"] == 0 and env["data"]["tracking_number"] == tn
+    url = urllib.parse.urlsplit(env["data"]["doc_url"])
+    assert url.path == "/_fake/docs/%s.pdf" % pid and "expires=" in url.query
+    r, data = client.raw("GET", url.path + "?" + url.query)
+    assert r.status == 200 and r.getheader("Content-Type") == "application/pdf"
+    assert data.startswith(b"%PDF-")
+    s = fake.stats()
+    assert s["ship_calls"] == 2 and s["packages_shipped"] == {pid: 1}
+    assert "5001" in fake.orders()                 # remembered from now on
+    assert fake.stats()["orders_seeded"] == 0
+
+
+def test_ship_errors(fake, client):
+    st, env = client.api("POST", SHIP % "999")
+    assert env["code"] == faketiktok.CODE_PACKAGE_NOT_FOUND
+    st, env = client.api("GET", PKG % "999")
+    assert env["code"] == faketiktok.CODE_PACKAGE_NOT_FOUND
+    pid = order_of(client, "5002")["packages"][0]["id"]
+    for body, code in ((b"[1]", 36009001), (b'{"handover_method":"TRUCK"}', 36009001),
+                       (b'{"pickup_slot":{"start_time":5,"end_time":4}}', 36009001),
+                       (b'{"self_shipment":{"tracking_number":"X1"}}', 36009001),
+                       (b'{"self_shipment":{"tracking_number":"X1","shipping_provider_id":"1"}}',
+                        faketiktok.CODE_BAD_TRACKING),
+                       (json.dumps({"self_shipment": {"tracking_number": "X" * 65,
+                                                      "shipping_provider_id": USPS}}).encode(),
+                        faketiktok.CODE_BAD_TRACKING)):
+        st, env = client.api("POST", SHIP % pid, body=body)
+        assert env["code"] == code, (body, env)
+    # unsigned / wrongly signed: rejected before anything happens
+    st, env = client.api("POST", SHIP % pid, body=b"{}", sign_body=b"{ }")
+    assert env["code"] == faketiktok.CODE_BAD_SIGN
+    st, env = client.api("PUT", SHIP % pid)
+    assert st == 405
+    assert fake.stats()["packages_shipped"] == {}
+    # cancelled through the admin endpoint
+    fake.set_status("5002", "CANCELLED")
+    st, env = client.api("POST", SHIP % pid)
+    assert env["code"] == faketiktok.CODE_ORDER_CANCELLED
+    assert order_of(client, "5002")["status"] == "CANCELLED"
+    st, env = client.api("GET", PKG % pid)
+    assert env["data"]["package_status"] == "CANCELLED"
+
+
+def test_seller_order_mark_package_as_shipped(fake, client):
+    o = fake.seed([{"id": "6001", "shipping_type": "SELLER"}])[0]
+    assert o["packages"] == [] and all(li["package_id"] == "" for li in o["line_items"])
+    lines = [li["id"] for li in order_of(client, "6001")["line_items"]]
+    if len(lines) < 2:
+        o = fake.seed([{"id": "6001", "shipping_type": "SELLER",
+                        "line_items": [{"sku_id": CATALOG_SKU(0)}, {"sku_id": CATALOG_SKU(1)}]}])[0]
+        lines = [li["id"] for li in o["line_items"]]
+    for body, code in (({"order_line_item_ids": [], "tracking_number": "1Z9",
+                         "shipping_provider_id": UPS}, 36009001),
+                       ({"order_line_item_ids": ["nope"], "tracking_number": "1Z9",
+                         "shipping_provider_id": UPS}, 36009001),
+                       ({"order_line_item_ids": lines[:1], "shipping_provider_id": UPS}, 36009001),
+                       ({"order_line_item_ids": lines[:1], "tracking_number": "",
+                         "shipping_provider_id": UPS}, faketiktok.CODE_BAD_TRACKING),
+                       ({"order_line_item_ids": lines[:1], "tracking_number": "1Z9",
+                         "shipping_provider_id": "42"}, faketiktok.CODE_BAD_TRACKING)):
+        st, env = post(client, MARK % "6001", body)
+        assert env["code"] == code, (body, env)
+    before = order_of(client, "6001")
+    st, env = post(client, MARK % "6001", {"order_line_item_ids": lines[:1],
+                                           "tracking_number": "1Z999AA10123456784",
+                                           "shipping_provider_id": UPS})
+    assert env["code"] == 0, env
+    d = env["data"]
+    assert d["order_id"] == "6001" and d["order_line_item_ids"] == lines[:1] and d["warning"] is None
+    pid = d["package_id"]
+    o = order_of(client, "6001")
+    assert o["status"] == "PARTIALLY_SHIPPING" and o["update_time"] > before["update_time"]
+    assert o["packages"] == [{"id": pid}]
+    li = [x for x in o["line_items"] if x["id"] == lines[0]][0]
+    assert (li["package_id"], li["tracking_number"], li["shipping_provider_name"]) == (
+        pid, "1Z999AA10123456784", "UPS")
+    st, env = client.api("GET", PKG % pid)
+    assert env["data"]["package_status"] == "PROCESSING" and env["data"]["shipping_type"] == "SELLER"
+    st, env = client.api("GET", DOCS % pid, {"document_type": "SHIPPING_LABEL"})
+    assert env["code"] == faketiktok.CODE_NOT_TIKTOK_SHIPPING
+    # again with a shipped line: refused, nothing changes
+    st, env = post(client, MARK % "6001", {"order_line_item_ids": lines, "tracking_number": "T2",
+                                           "shipping_provider_id": USPS})
+    assert env["code"] == faketiktok.CODE_LINES_SHIPPED
+    assert order_of(client, "6001") == o
+    st, env = post(client, MARK % "6001", {"order_line_item_ids": lines[1:], "tracking_number": "T2",
+                                           "shipping_provider_id": USPS})
+    assert env["code"] == 0
+    o = order_of(client, "6001")
+    assert o["status"] == "AWAITING_COLLECTION" and len(o["packages"]) == 2
+    assert all(x["display_status"] == "AWAITING_COLLECTION" for x in o["line_items"])
+    # a TIKTOK order cannot be marked shipped
+    tl = order_of(client, "6002")["line_items"][0]["id"]
+    st, env = post(client, MARK % "6002", {"order_line_item_ids": [tl], "tracking_number": "T3",
+                                           "shipping_provider_id": USPS})
+    assert env["code"] == faketiktok.CODE_NOT_TIKTOK_SHIPPING
+    s = fake.stats()
+    assert s["ship_calls"] == 9 and s["packages_shipped"] == {pid: 1, o["packages"][1]["id"]: 1}
+
+
+def CATALOG_SKU(i):
+    return faketiktok.CATALOG[i]["sku_id"]
+
+
+def test_seller_split_packages_ship_package(fake, client):
+    fake.seed([{"id": "7001", "shipping_type": "SELLER", "packages": [{"id": "P1"}, {"id": "P2"}],
+                "line_items": [{"sku_id": CATALOG_SKU(0), "package_id": "P1"},
+                               {"sku_id": CATALOG_SKU(1), "package_id": "P2"}]}])
+    with pytest.raises(ValueError):
+        fake.seed([{"id": "7002", "packages": [{"id": "P1"}], "line_items": [{"package_id": "P9"}]}])
+    with pytest.raises(ValueError):
+        fake.seed([{"id": "7003", "shipping_type": "BOAT"}])
+    st, env = client.api("POST", SHIP % "P1")
+    assert env["code"] == faketiktok.CODE_BAD_TRACKING          # SELLER needs self_shipment
+    ss = {"self_shipment": {"tracking_number": "9400111899223197428490",
+                            "shipping_provider_id": USPS}}
+    st, env = post(client, SHIP % "P1", ss)
+    assert env["code"] == 0
+    o = order_of(client, "7001")
+    assert o["status"] == "PARTIALLY_SHIPPING"
+    assert [li["package_status"] for li in o["line_items"]] == ["PROCESSING", "TO_FULFILL"]
+    # the seeded order's new update_time is what search sees
+    st, env = search(client, filt={"update_time_ge": o["update_time"]})
+    assert [x["id"] for x in env["data"]["orders"]] == ["7001"]
+    st, env = post(client, SHIP % "P2", ss)
+    assert env["code"] == 0
+    assert order_of(client, "7001")["status"] == "AWAITING_COLLECTION"
+    assert fake.stats()["packages_shipped"] == {"P1": 1, "P2": 1}
+
+
+def test_fault_after_ship_answer_lost(fake, client):
+    pid = order_of(client, "8001")["packages"][0]["id"]
+    fake.fault(path="/fulfillment/202309/packages/*", method="POST", after=True, drop=True)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError, ssl.SSLError)):
+        client.api("POST", SHIP % pid)
+    client.close()
+    st, env = client.api("GET", PKG % pid)                     # it did happen
+    assert env["data"]["package_status"] == "PROCESSING"
+    st, env = client.api("POST", SHIP % pid)                   # the retry
+    assert env["code"] == faketiktok.CODE_PACKAGE_SHIPPED
+    s = fake.stats()
+    assert s["packages_shipped"] == {pid: 1} and s["ship_calls"] == 2 and s["faults_served"] == 1
+    fake.fault(path=PKG % pid, after=True, http_status=503)   # exact path, after + status
+    st, env = client.api("GET", PKG % pid)
+    assert st == 503 and env["code"] == faketiktok.CODE_SERVER_ERROR
+    with pytest.raises(ValueError):
+        fake.fault(after=True)                                  # nothing to replace the answer
+    with pytest.raises(ValueError):
+        fake.fault(after="yes", drop=True)
+
+
+def test_shipping_providers_and_admin_status(fake, client, certs):
+    st, env = client.api("GET", "/logistics/202309/delivery_options/7091146663229654785/shipping_providers")
+    assert env["code"] == 0
+    provs = env["data"]["shipping_providers"]
+    assert [p["name"] for p in provs] == ["USPS", "UPS", "FedEx", "DHL eCommerce"]
+    assert provs[0]["id"] == USPS and len({p["id"] for p in provs}) == 4
+    st, env = client.api("GET", "/logistics/202309/delivery_options/abc/shipping_providers")
+    assert env["code"] == faketiktok.CODE_BAD_PARAMS
+    cafile = os.path.join(certs, "ca.pem")
+    pid = order_of(client, "9001")["packages"][0]["id"]
+    client.api("POST", SHIP % pid)
+    ut = order_of(client, "9001")["update_time"]
+    for status, pst in (("IN_TRANSIT", "FULFILLING"), ("DELIVERED", "COMPLETED")):
+        st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/orders/9001/status",
+                                         {"status": status}, cafile)
+        assert st == 200 and r["order"]["status"] == status
+        o = order_of(client, "9001")
+        assert o["status"] == status and o["update_time"] == ut + 1
+        assert all(li["display_status"] == status and li["package_status"] == pst
+                   for li in o["line_items"])
+        ut = o["update_time"]
+        assert client.api("GET", PKG % pid)[1]["data"]["package_status"] == pst
+    st, r = faketiktok.admin_request(fake.url, "POST", "/_fake/orders/9001/status",
+                                     {"status": "LOST"}, cafile)
+    assert st == 400 and "status must be one of" in r["error"]
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/orders/9001/status", None, cafile)
+    assert st == 405
+    st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/docs/nothing.pdf", None, cafile)
+    assert st == 404

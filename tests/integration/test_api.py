@@ -438,7 +438,9 @@ def test_detail_cache_is_used_and_never_stale_after_a_change(make_daemon):
 
 def test_cache_forgotten_when_tiktok_changes_the_order(make_daemon, fake, certs):
     t = int(time.time())
-    fake.seed({"id": "8801", "status": "AWAITING_SHIPMENT", "update_time": t})
+    # Fulfilled by TikTok, so the run parks at ready_to_ship (see test_workflow.order).
+    fake.seed({"id": "8801", "status": "AWAITING_SHIPMENT", "update_time": t,
+               "fulfillment_type": "FULFILLMENT_BY_TIKTOK"})
     d = make_daemon(overrides={
         "tiktok": {"api_base": fake.url, "ca_file": os.path.join(certs, "ca.pem")},
         "auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "0"}, "api": {"order_cache_ttl": "60s"}})
@@ -592,6 +594,14 @@ def test_every_endpoint_keeps_creators_apart(api):
         ("/api/orders/bulk/status", "post"): lambda: post_bulk(api, b, {"order_ids": [ids["A2"], "77A3"],
                                                                         "status": "cancelled"}),
         ("/api/orders/bulk/{id}", "get"): lambda: api.get("/api/orders/bulk/" + batch, headers=auth(b)),
+        ("/api/orders/{id}/shipping/rates", "get"): lambda: [
+            api.get("/api/orders/%s/shipping/rates" % k, headers=auth(b)) for k in (ids["A2"], "77A2")],
+        ("/api/orders/{id}/shipping/label", "post"): lambda: api.request(
+            "POST", "/api/orders/77A2/shipping/label", body=b"{}",
+            headers=dict(auth(b), **{"Content-Type": "application/json"})),
+        ("/api/orders/{id}/shipping/void", "post"): lambda: api.request(
+            "POST", "/api/orders/%s/shipping/void" % ids["A2"], body=b"{}",
+            headers=dict(auth(b), **{"Content-Type": "application/json"})),
     }
     routes = {(p, m) for p, ms in test_openapi.routes().items() if p.startswith("/api/orders")
               for m in ms}
@@ -607,6 +617,11 @@ def test_every_endpoint_keeps_creators_apart(api):
     bulk = tried[("/api/orders/bulk/status", "post")]().json()
     assert bulk["processed"] == 0 and {e["error"] for e in bulk["errors"]} == {"not found"}
     assert_error(tried[("/api/orders/bulk/{id}", "get")](), 404, "not_found")
+    for r in tried[("/api/orders/{id}/shipping/rates", "get")]():
+        assert_error(r, 404, "not_found")
+    assert_error(tried[("/api/orders/{id}/shipping/label", "post")](), 404, "not_found")
+    assert_error(tried[("/api/orders/{id}/shipping/void", "post")](), 404, "not_found")
+    assert api.pg.sql("SELECT count(*) FROM shipments", dbname=api.dbname) == [(0,)]
     # nothing of A's changed
     assert api.pg.sql("SELECT order_number, order_status::text, version FROM orders WHERE user_id = %s"
                       " AND order_number IN ('ORD-A2', 'ORD-A3') ORDER BY 1", (a,), dbname=api.dbname) == \

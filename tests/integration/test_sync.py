@@ -25,6 +25,9 @@ APP_KEY = "abcdef"
 SECRET = "123"
 TOKEN = "tok-fake-1"
 CIPHER = "cipher-1"
+# Fulfilled by TikTok: the seller cannot ship it, so its run parks at ready_to_ship
+# waiting for TikTok (what these tests look at; shipping itself: test_shipping.py).
+FBT = "FULFILLMENT_BY_TIKTOK"
 ADMIN = "admin-secret-token"
 
 
@@ -110,7 +113,7 @@ def line(lid, sku, price, name="Thing"):
 
 def test_webhook_fetches_and_applies_in_one_transaction(make_daemon, fake, certs):
     now = int(time.time())
-    fake.seed({"id": "5001", "status": "AWAITING_SHIPMENT", "update_time": now,
+    fake.seed({"id": "5001", "status": "AWAITING_SHIPMENT", "update_time": now, "fulfillment_type": FBT,
                "line_items": [line("l1", "A", "10.50"), line("l2", "B", "3.00"),
                               line("l3", "A", "10.50")]})
     d = synced(make_daemon, fake, certs)
@@ -139,7 +142,8 @@ def test_webhook_fetches_and_applies_in_one_transaction(make_daemon, fake, certs
 
 
 def test_same_notification_twice_one_order_one_history_row(make_daemon, fake, certs):
-    fake.seed({"id": "5002", "status": "AWAITING_SHIPMENT", "update_time": int(time.time())})
+    fake.seed({"id": "5002", "status": "AWAITING_SHIPMENT", "update_time": int(time.time()),
+               "fulfillment_type": FBT})
     d = synced(make_daemon, fake, certs)
     hook(d, "5002", "dup-1")
     assert hook(d, "5002", "dup-1").json()["message"] == "duplicate"
@@ -337,8 +341,8 @@ def test_deauthorization_and_expiry_webhooks_pause_shop(make_daemon, fake, certs
 
 def test_polling_finds_order_whose_webhook_never_came(make_daemon, fake, certs):
     now = int(time.time())
-    fake.seed([{"id": "7001", "update_time": now - 10}, {"id": "7002", "status": "IN_TRANSIT",
-                                                         "update_time": now - 5}])
+    fake.seed([{"id": "7001", "update_time": now - 10, "fulfillment_type": FBT},
+               {"id": "7002", "status": "IN_TRANSIT", "update_time": now - 5}])
     d = synced(make_daemon, fake, certs, tiktok={"sync_interval": "1s", "sync_page_size": "1"})
     wait_sql(d, "SELECT count(*) FROM orders", 2)
     # 7001 gets a workflow (it reserves, so processing); 7002, first seen shipped, none.

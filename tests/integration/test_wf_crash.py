@@ -13,6 +13,9 @@ from test_sync import certs, fake, line, post, sql, wait_sql  # noqa: F401
 from test_webhook import envelope
 from test_workflow import engine, stock
 
+# Fulfilled by TikTok: runs park at ready_to_ship (see test_workflow.order).
+FBT = "FULFILLMENT_BY_TIKTOK"
+
 SKUS = ["SKU-%d" % i for i in range(4)]
 
 
@@ -27,7 +30,7 @@ def seed_orders(fake, prefix, n):
         if i % 5 == 0:
             lines.append(line("%s-c" % oid, SKUS[i % 4], "5.00"))
         fake.seed({"id": oid, "status": "AWAITING_SHIPMENT", "update_time": int(time.time()),
-                   "line_items": lines})
+                   "line_items": lines, "fulfillment_type": FBT})
         ids.append(oid)
     return ids
 

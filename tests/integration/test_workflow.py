@@ -48,8 +48,12 @@ def stock(d, sku, on_hand):
 
 
 def order(fake, oid, lines, status="AWAITING_SHIPMENT", update=None, **kw):
+    """Seed an order.  Fulfilled by TikTok unless told otherwise: the seller cannot ship it,
+    so its run parks at ready_to_ship waiting for TikTok's shipment (ship_package waits as
+    await_shipment does), which is where these tests look at reservations and manual
+    actions.  The shipping steps themselves are tested in test_shipping.py."""
     doc = {"id": oid, "status": status, "update_time": update or int(time.time()),
-           "line_items": lines}
+           "line_items": lines, "fulfillment_type": "FULFILLMENT_BY_TIKTOK"}
     doc.update(kw)
     fake.seed(doc)
 
@@ -118,7 +122,8 @@ def test_new_order_runs_to_ready_to_ship_with_stock_reserved(make_daemon, fake, 
     steps = [(h["outcome"], h.get("action"), h.get("to")) for h in history(d, "7001")]
     assert steps == [("validate", "validate_order", None), ("transition", None, "validated"),
                      ("done", "reserve_stock", None), ("transition", None, "inventory_reserved"),
-                     ("transition", None, "ready_to_ship"), ("wait", "await_shipment", None)], steps
+                     ("transition", None, "ready_to_ship"), ("by_tiktok", "create_shipping_label", None),
+                     ("wait", "ship_package", None)], steps
     assert all("ms" in h and "at" in h and "started_at" in h for h in history(d, "7001"))
     assert sql(d, "SELECT count(*), sum(quantity) FROM inventory_reservations"
                   " WHERE status = 'active'") == [(2, 3)]
@@ -568,6 +573,8 @@ def test_orders_from_before_the_engine_get_their_run_at_migrate(make_daemon, fak
     d.set("postgres", "migrations_dir", ofharness.migrations_dir())
     d.write_config()
     d.migrate()
+    # Fulfilled by TikTok, so 7901 parks at ready_to_ship (see order()).
+    sql(d, "UPDATE orders SET fulfillment_type = 'FULFILLMENT_BY_TIKTOK'")
     stock(d, "S-" + SKU_A, 5)
     d.start(migrate=False)
     wait_wf(d, "7901", ("waiting", "ready_to_ship", "shipment", "ready_to_ship"))

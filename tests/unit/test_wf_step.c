@@ -2601,6 +2601,32 @@ test_buyer_cancel_request_stops_before_the_label(void **state)
 	sim_free(s);
 }
 
+static void
+test_fulfilled_by_tiktok_waits_for_tiktok_instead_of_calling(void **state)
+{
+	struct sim *s;
+	json_t *t;
+
+	(void)state;
+	s = sim_builtin("standard_fulfillment");
+	fact(s, "fulfilled_by_tiktok", json_true());
+	/* Nothing to buy or call: the reservation's commit goes on to the wait. */
+	t = sim_go(s, "ok");
+	expect_run(s, "ready_to_ship", WF_WAITING, "shipment");
+	assert_string_equal(sum(s, t), "validate@validate_order transition>validated "
+	    "done@reserve_stock transition>inventory_reserved transition>ready_to_ship "
+	    "by_tiktok@create_shipping_label wait@ship_package");
+	assert_string_equal(comps(s, t), "release_stock");
+	assert_int_equal(s->calls, 0);
+	/* TikTok's warehouse ships it. */
+	fact(s, "tiktok_status", json_string("IN_TRANSIT"));
+	t = sim_go(s, NULL);
+	assert_string_equal(last_effect(s), "consume");
+	expect_run(s, "shipped", WF_WAITING, "delivery");
+	assert_int_equal(s->calls, 0);
+	sim_free(s);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown)
 
 int
@@ -2658,6 +2684,7 @@ main(void)
 		T(test_cancel_with_the_label_void_done_releases_and_cancels),
 		T(test_carrier_giving_up_fails_the_delivery_wait),
 		T(test_buyer_cancel_request_stops_before_the_label),
+		T(test_fulfilled_by_tiktok_waits_for_tiktok_instead_of_calling),
 	};
 
 	cmocka_set_message_output(CM_OUTPUT_TAP);
