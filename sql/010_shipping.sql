@@ -20,6 +20,11 @@ ALTER TABLE orders
     ADD COLUMN tiktok_packages jsonb NOT NULL DEFAULT '[]'
         CHECK (jsonb_typeof(tiktok_packages) = 'array');
 
+-- Orders still to ship, by TikTok's latest ship time: the SLA clock
+-- (orders at risk, late dispatches) counts from here.
+CREATE INDEX orders_to_ship_sla_idx ON orders (rts_sla_time)
+    WHERE order_status IN ('confirmed', 'processing') AND rts_sla_time IS NOT NULL;
+
 -- A SKU's parcel, for rates: ounces and inches, as the carrier wants them.
 ALTER TABLE inventory_items
     ADD COLUMN weight_oz numeric(8,2) CHECK (weight_oz > 0 AND weight_oz <= 2400),
@@ -156,13 +161,13 @@ DECLARE
 BEGIN
     r := jsonb_populate_record(NULL::shipments, p);
     IF r.id IS NULL THEN
+        -- The row first (or the one this key made), then the fields as for any row.
         INSERT INTO shipments AS s (user_id, order_id, package_key, shipping_type, idem_key,
-            state, tiktok_package_id, handover_method)
+            state)
         VALUES (r.user_id, r.order_id, r.package_key, r.shipping_type, r.idem_key,
-            coalesce(r.state, 'new'), r.tiktok_package_id, r.handover_method)
+            coalesce(r.state, 'new'))
         ON CONFLICT (idem_key) DO UPDATE SET idem_key = EXCLUDED.idem_key
-        RETURNING to_jsonb(s.*) INTO out;
-        RETURN out;
+        RETURNING s.id INTO r.id;
     END IF;
     UPDATE shipments s SET
         state = coalesce(r.state, s.state),
@@ -195,7 +200,8 @@ END $$;
 -- Apply one verified carrier event (src/ship/cwebhook.c) once: stored by
 -- its id (a replay is a duplicate and changes nothing), then, for a
 -- tracker event, the shipment with that tracking number (and tracker) gets
--- the status and a timeline entry unless it already holds a newer one; for
+-- the status and a timeline entry unless it already holds a newer one
+-- (EasyPost's updated_at has whole seconds: an equal one is taken); for
 -- a refund event, the shipment's refund status.  The order's waiting run
 -- is woken (retry_after), so the sweep finds it should the daemon die
 -- before it tells the owner worker.  Returns whether the event was new and
@@ -233,7 +239,7 @@ BEGIN
                 AND x.state NOT IN ('voided', 'voiding')
                 ORDER BY x.created_at DESC LIMIT 1)
             AND (s.tracking_updated_at IS NULL OR p_updated IS NULL
-                OR s.tracking_updated_at < p_updated)
+                OR s.tracking_updated_at <= p_updated)
         RETURNING s.id, s.order_id, s.user_id INTO s_id, s_order, s_user;
     ELSIF p_refund_shipment IS NOT NULL THEN
         UPDATE shipments s SET refund_status = coalesce(p_refund_status, s.refund_status)

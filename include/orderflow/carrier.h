@@ -31,6 +31,7 @@ enum cr_status {
 	CR_FATAL,	/* any other 4xx: the request is wrong or refused as it stands */
 	CR_OPEN,	/* the breaker is open: nothing was sent */
 	CR_NOKEY,	/* no API key is configured: nothing was sent */
+	CR_BADID,	/* the shipment or rate id cannot stand in a path: nothing was sent */
 };
 
 struct cr_result {
@@ -52,7 +53,7 @@ void cr_free(struct carrier *c);
 
 /*
  * The calls.  Each returns CR_OK when sent (cb runs later, exactly once),
- * or CR_OPEN, CR_NOKEY or CR_RETRY (queue full) without calling cb.
+ * or CR_OPEN, CR_NOKEY, CR_BADID or CR_RETRY (queue full) without calling cb.
  */
 /* POST /shipments {"shipment": shipment} (borrowed). */
 enum cr_status cr_create_shipment(struct carrier *c, json_t *shipment, cr_cb *cb, void *arg);

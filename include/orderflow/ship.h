@@ -30,6 +30,10 @@
  * policy), wait (a breaker is open: again after delay_ms, no attempt used)
  * or fail (needs attention, with the reason).
  *
+ * The SLA clock: worker 0 counts, every 10 s, the orders still to ship
+ * whose TikTok ship-by time (rts_sla_time) is within shipping.sla_warning
+ * or past it, for /metrics.
+ *
  * Owned per worker (the services table); ship_run is called by the engine
  * (wf.c) on the order's owner worker.
  */
@@ -70,6 +74,8 @@ struct ship_task;
 
 void ship_prepare(struct pg_pool *pg);
 void *ship_new(struct worker *w);
+/* Worker 0 starts the SLA clock (orders at risk, late dispatches; ship_metrics). */
+void ship_start(struct worker *w);
 /* Shutdown: tasks still running end at their next step (retry). */
 void ship_close(struct worker *w);
 void ship_free(struct worker *w);

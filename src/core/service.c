@@ -117,7 +117,7 @@ const struct service service_table[] = {
 	    .metrics = stats_metrics },
 	[SERVICE_CACHE] = { .name = "cache", .order_changed = cache_order_changed },
 	[SERVICE_SHIP] = { .name = "shipping", .prepare = ship_prepare, .create = ship_new,
-	    .close = ship_close, .destroy = ship_free, .metrics = ship_metrics },
+	    .start = ship_start, .close = ship_close, .destroy = ship_free, .metrics = ship_metrics },
 	[SERVICE_WF] = { .name = "workflow", .prepare = wf_prepare, .create = wf_new,
 	    .start = wf_start, .reconfigure = wf_reconfigure, .close = wf_close, .destroy = wf_free,
 	    .metrics = wf_metrics, .order_changed = wf_order_changed },

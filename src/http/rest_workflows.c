@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderflow/config.h"
 #include "orderflow/httpd.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
@@ -36,9 +37,14 @@ static const char rest_wf_inbox_sql[] =
     " to_json(w.deadline_at) #>> '{}', w.last_error, w.error_count, w.version, w.terminal,"
     " w.attempt, to_json(w.updated_at) #>> '{}',"
     " CASE WHEN w.deadline_at IS NULL THEN 'Infinity'"
-    "  ELSE (extract(epoch FROM w.deadline_at) * 1000000)::bigint::text END"
+    "  ELSE (extract(epoch FROM w.deadline_at) * 1000000)::bigint::text END,"
+    /* At risk: TikTok's ship-by time comes within shipping.sla_warning, not shipped. */
+    " $6::bigint > 0 AND o.order_status IN ('confirmed', 'processing')"
+    "  AND o.rts_sla_time < now() + $6::bigint * interval '1 millisecond'"
     " FROM order_workflows w JOIN orders o ON o.id = w.order_id"
-    " WHERE w.user_id = $1::uuid AND w.workflow_status::text = ANY ($2::text[])"
+    " WHERE w.user_id = $1::uuid AND (w.workflow_status::text = ANY ($2::text[])"
+    "  OR ($6::bigint > 0 AND w.workflow_status = 'running' AND o.order_status IN ('confirmed',"
+    "  'processing') AND o.rts_sla_time < now() + $6::bigint * interval '1 millisecond'))"
     " AND ($3::text IS NULL OR (coalesce(w.deadline_at, 'infinity'), w.id) >"
     "  (CASE WHEN $3 = 'Infinity' THEN 'infinity'::timestamptz"
     "   ELSE 'epoch'::timestamptz + $3::bigint * interval '1 microsecond' END, $4::uuid))"
@@ -198,6 +204,10 @@ rest_wf_inbox_row(PGresult *r, int i)
 	    json_null() : json_sprintf("waiting for %s", PQgetvalue(r, i, 7))) :
 	    json_string(PQgetvalue(r, i, 10)));
 	json_object_set_new(row, "updated_at", json_string(PQgetvalue(r, i, 15)));
+	json_object_set_new(row, "at_risk", json_boolean(PQgetvalue(r, i, 17)[0] == 't'));
+	if (PQgetvalue(r, i, 17)[0] == 't' && PQgetisnull(r, i, 10) && PQgetisnull(r, i, 7))
+		json_object_set_new(row, "reason", json_string("TikTok's ship-by time is near: "
+		    "not shipped yet"));
 	return row;
 }
 
@@ -209,7 +219,7 @@ rest_wf_on_inbox(struct pg_batch *b, void *arg)
 	json_t *list, *doc;
 	int n;
 
-	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 17) {
+	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 18) {
 		log_warn("workflow inbox failed", "error=%s", log_quote(pg_batch_error(b)));
 		rest_unavailable(&c->call, "the workflows cannot be read now");
 		return;
@@ -229,7 +239,7 @@ rest_wf_inbox_run(struct rest_call *rc)
 {
 	struct rest_wf_call *c = (struct rest_wf_call *)rc;
 	struct evbuffer *st = evbuffer_new();
-	char limit[16];
+	char limit[16], warn[24];
 	struct pg_batch *b;
 	bool first = true;
 
@@ -241,10 +251,11 @@ rest_wf_inbox_run(struct rest_call *rc)
 		}
 	evbuffer_add(st, "}", 2);
 	snprintf(limit, sizeof(limit), "%lld", c->limit);
+	snprintf(warn, sizeof(warn), "%lld", (long long)worker_self()->cfg->shipping.sla_warning);
 	b = pg_batch_new(rest_wf_on_inbox, c);
-	pg_batch_add(b, true, "rest_wf_inbox", 5, (const char *[]){ rc->creator,
+	pg_batch_add(b, true, "rest_wf_inbox", 6, (const char *[]){ rc->creator,
 	    (const char *)evbuffer_pullup(st, -1), c->has_cursor ? c->cursor_key : NULL,
-	    c->has_cursor ? c->cursor_id : NULL, limit });
+	    c->has_cursor ? c->cursor_id : NULL, limit, warn });
 	evbuffer_free(st);
 	rest_submit(rc, b);
 }

@@ -166,6 +166,7 @@ cr_on_response(const struct htc_response *hr, void *arg)
 	static const enum cr_outcome out[] = {
 		[CR_OK] = CR_OUT_OK, [CR_RETRY] = CR_OUT_RETRY, [CR_UNKNOWN] = CR_OUT_UNKNOWN,
 		[CR_FATAL] = CR_OUT_FATAL, [CR_OPEN] = CR_OUT_RETRY, [CR_NOKEY] = CR_OUT_FATAL,
+		[CR_BADID] = CR_OUT_FATAL,
 	};
 
 	cr_parse(hr, q->effect, &r, &doc, err, sizeof(err));
@@ -257,7 +258,7 @@ cr_get_shipment(struct carrier *c, const char *id, cr_cb *cb, void *arg)
 	char path[CR_ID_MAX + 32];
 
 	if (!cr_id_ok(id))
-		return CR_RETRY;
+		return CR_BADID;
 	snprintf(path, sizeof(path), "/shipments/%s", id);
 	return cr_send(c, "GET", path, NULL, false, cb, arg);
 }
@@ -270,7 +271,7 @@ cr_buy(struct carrier *c, const char *id, const char *rate_id, cr_cb *cb, void *
 	enum cr_status st;
 
 	if (!cr_id_ok(id) || !cr_id_ok(rate_id))
-		return CR_RETRY;
+		return CR_BADID;
 	snprintf(path, sizeof(path), "/shipments/%s/buy", id);
 	body = json_pack("{s:{s:s}}", "rate", "id", rate_id);
 	st = cr_send(c, "POST", path, body, true, cb, arg);
@@ -284,7 +285,7 @@ cr_refund(struct carrier *c, const char *id, cr_cb *cb, void *arg)
 	char path[CR_ID_MAX + 32];
 
 	if (!cr_id_ok(id))
-		return CR_RETRY;
+		return CR_BADID;
 	snprintf(path, sizeof(path), "/shipments/%s/refund", id);
 	return cr_send(c, "POST", path, NULL, true, cb, arg);
 }

@@ -20,6 +20,7 @@
 #include "orderflow/shops.h"
 #include "orderflow/smap.h"
 #include "orderflow/tt.h"
+#include "orderflow/twheel.h"
 #include "orderflow/ttsign.h"
 #include "orderflow/util.h"
 #include "orderflow/webhook.h"
@@ -59,6 +60,19 @@ static const char ship_ctx_sql[] =
 
 static const char ship_save_sql[] = "SELECT shipment_save($1::jsonb)::text";
 
+/* How often worker 0 reads the SLA clock. */
+#define SHIP_SLA_EVERY_MS 10000
+
+/*
+ * The SLA clock: orders still to ship whose ship-by time is within $1 ms
+ * (at risk), and those past it (late dispatches); orders_to_ship_sla_idx.
+ */
+static const char ship_sla_sql[] =
+    "SELECT count(*) FILTER (WHERE rts_sla_time >= now()),"
+    " count(*) FILTER (WHERE rts_sla_time < now()) FROM orders"
+    " WHERE order_status IN ('confirmed', 'processing') AND rts_sla_time IS NOT NULL"
+    " AND rts_sla_time < now() + $1::bigint * interval '1 millisecond'";
+
 /* TikTok's answers meaning the package is shipped already (research 1.3). */
 static const long long ship_already_codes[] = {
 	11006021, 21008099, 21011040, 21011020, 21011006, 21042056,
@@ -82,6 +96,9 @@ struct ship {
 	struct worker	*w;
 	struct smap	*providers;	/* "shop:delivery option" -> struct ship_providers */
 	bool		closing;
+	struct twheel_timer sla_timer;	/* worker 0: the SLA clock */
+	bool		sla_out;	/* its query is in flight */
+	atomic_llong	at_risk, late;	/* its last reading (worker 0's), -1: none yet */
 	struct ship_figures fig;
 };
 
@@ -103,6 +120,8 @@ struct ship_task {
 	json_t		*doc;		/* SHIP_QUOTE: the rates found, per package */
 	char		rate_id[101];	/* the API's rate choice, or "" */
 	bool		api;		/* asked by the dashboard API, not a workflow */
+	struct tt_result tt_result;	/* a refusal kept across a save */
+	char		why[300];	/* its text */
 	int		voided;		/* SHIP_VOID: labels refunded or dropped */
 	ship_db_next	*db_next;
 	ship_db_next	*saved_next;	/* after ship_save */
@@ -120,6 +139,47 @@ ship_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "ship_ctx", ship_ctx_sql);
 	pg_pool_prepare(pg, "ship_save", ship_save_sql);
+	pg_pool_prepare(pg, "ship_sla", ship_sla_sql);
+}
+
+static void
+ship_on_sla(struct pg_batch *b, void *arg)
+{
+	struct ship *s = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	s->sla_out = false;
+	if (pg_batch_error(b) == NULL && r != NULL && PQntuples(r) == 1) {
+		atomic_store(&s->at_risk, strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+		atomic_store(&s->late, strtoll(PQgetvalue(r, 0, 1), NULL, 10));
+	}
+}
+
+static void
+ship_on_sla_timer(struct twheel_timer *t)
+{
+	struct ship *s = container_of(t, struct ship, sla_timer);
+	char warn[24];
+	struct pg_batch *b;
+
+	if (s->closing)
+		return;
+	twheel_add(s->w->wheel, &s->sla_timer, worker_now_ms() + SHIP_SLA_EVERY_MS);
+	if (s->sla_out || s->w->cfg->shipping.sla_warning == 0)
+		return;
+	snprintf(warn, sizeof(warn), "%lld", (long long)s->w->cfg->shipping.sla_warning);
+	b = pg_batch_new(ship_on_sla, s);
+	pg_batch_add(b, true, "ship_sla", 1, (const char *[]){ warn });
+	s->sla_out = pg_submit(s->w->pg, b) == PG_OK;
+}
+
+void
+ship_start(struct worker *w)
+{
+	struct ship *s = w->svc[SERVICE_SHIP];
+
+	if (w->id == 0)
+		twheel_add(w->wheel, &s->sla_timer, worker_now_ms() + 1000);
 }
 
 void *
@@ -129,6 +189,9 @@ ship_new(struct worker *w)
 
 	s->w = w;
 	s->providers = smap_new();
+	twheel_timer_init(&s->sla_timer, ship_on_sla_timer);
+	atomic_init(&s->at_risk, -1);
+	atomic_init(&s->late, -1);
 	return s;
 }
 
@@ -146,8 +209,10 @@ ship_close(struct worker *w)
 {
 	struct ship *s = w->svc[SERVICE_SHIP];
 
-	if (s != NULL)
+	if (s != NULL) {
 		s->closing = true;
+		twheel_cancel(&s->sla_timer);
+	}
 }
 
 void
@@ -339,6 +404,8 @@ ship_cr_unsent(struct ship_task *t, enum cr_status st)
 		ship_end(t, SHIP_WAIT, cr_breaker_wait_ms(c), "the carrier's breaker is open");
 	else if (st == CR_NOKEY)
 		ship_end(t, SHIP_FAIL, 0, "no carrier API key is configured (carrier.api_key_file)");
+	else if (st == CR_BADID)
+		ship_end(t, SHIP_FAIL, 0, "the carrier's shipment or rate id is missing or not usable");
 	else
 		ship_end(t, SHIP_RETRY, 0, "the carrier client's queue is full");
 }
@@ -673,6 +740,7 @@ ship_label_package(struct ship_task *t)
 /* ---- TikTok: ship ------------------------------------------------------------------ */
 
 static void ship_tt_call(struct ship_task *t, json_t *row, const char *error);
+static void ship_refused(struct ship_task *t, json_t *row, const char *error);
 
 static void
 ship_on_doc(struct ship_task *t, const struct tt_result *r)
@@ -734,7 +802,23 @@ ship_on_ship(struct ship_task *t, const struct tt_result *r)
 		ship_shipped(t, pid);
 		return;
 	}
+	if (r->status == TT_FATAL || r->status == TT_TOKEN) {
+		/* A definite refusal: nothing shipped, so the label can still be voided. */
+		t->tt_result = *r;
+		snprintf(t->why, sizeof(t->why), "%s", r->error);
+		ship_save(t, json_pack("{s:s}", "state", ship_is_tiktok(t) ? "new" : "purchased"),
+		    ship_refused);
+		return;
+	}
 	ship_tt_failed(t, r, "shipping the package");
+}
+
+/* The ship call was refused: the row says so again; fail with TikTok's answer. */
+static void
+ship_refused(struct ship_task *t, json_t *row, const char *error)
+{
+	t->tt_result.error = t->why;
+	ship_tt_failed(t, &t->tt_result, "shipping the package");
 }
 
 /* Get Package Detail after a crash: shipped already, or ship it now. */
@@ -894,6 +978,7 @@ ship_tiktok_package(struct ship_task *t)
 		ship_tt(t, "GET", path, NULL, 0, NULL, ship_on_pkg_detail);
 		return;
 	}
+	/* None yet, or "new" (a refused call): the intent, then the call. */
 	ship_save(t, json_pack("{s:s,s:s}", "state", "shipping", "handover_method",
 	    json_string_value(json_object_get(json_object_get(t->ctx, "settings"),
 	    "handover_method")) != NULL ? json_string_value(json_object_get(json_object_get(t->ctx,
@@ -1051,6 +1136,9 @@ ship_work(json_t *ctx)
 		if (id == NULL)
 			continue;
 		row = ship_find_row(ctx, id, id);
+		if (row == NULL && json_array_size(json_object_get(ctx, "packages")) == 1)
+			/* Mark Package As Shipped made this package; its answer was lost. */
+			row = ship_find_row(ctx, SHIP_WHOLE_ORDER, NULL);
 		json_array_append_new(work, json_pack("{s:s,s:s,s:O,s:O?}", "key",
 		    row != NULL ? json_string_value(json_object_get(row, "package_key")) : id,
 		    "tiktok_id", id, "lines", json_object_get(p, "line_item_ids"), "row", row));
@@ -1178,6 +1266,19 @@ ship_metrics(struct evbuffer *out, struct worker_set *s)
 		    offsetof(struct ship_figures, retries) },
 	};
 
+	struct ship *w0 = s->workers[0].svc[SERVICE_SHIP];
+
+	if (atomic_load(&w0->at_risk) >= 0)
+		evbuffer_add_printf(out,
+		    "# HELP orderflow_shipping_orders_at_risk Orders to ship whose TikTok ship-by time "
+		    "is within shipping.sla_warning.\n"
+		    "# TYPE orderflow_shipping_orders_at_risk gauge\n"
+		    "orderflow_shipping_orders_at_risk %lld\n"
+		    "# HELP orderflow_shipping_late_dispatches Orders to ship past their TikTok ship-by "
+		    "time.\n"
+		    "# TYPE orderflow_shipping_late_dispatches gauge\n"
+		    "orderflow_shipping_late_dispatches %lld\n", (long long)atomic_load(&w0->at_risk),
+		    (long long)atomic_load(&w0->late));
 	for (size_t k = 0; k < NELEM(rows); k++) {
 		unsigned long long sum = 0;
 
