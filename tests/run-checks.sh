@@ -104,6 +104,9 @@ run_tap fuzz_webhook sh "$OF_SRCDIR/tests/fuzz/run.sh" "$OF_SRCDIR" "$OF_BUILDDI
 echo "== fake TikTok Shop server self-tests"
 run_pytest faketiktok "$OF_SRCDIR/tests/faketiktok"
 
+echo "== fake carrier (EasyPost) server self-tests"
+run_pytest fakecarrier "$OF_SRCDIR/tests/fakecarrier"
+
 echo "== integration tests (real PostgreSQL and Redis)"
 run_pytest integration "$OF_SRCDIR/tests/integration"
 

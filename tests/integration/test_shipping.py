@@ -422,6 +422,9 @@ def test_drift_report_shows_a_disagreement(make_daemon, fake, carrier, certs):
     o = r["orders"][0]
     assert (o["tiktok_order_id"], o["order_status"], o["tiktok_status"], o["tiktok_means"]) == \
         ("9961", "shipped", "AWAITING_SHIPMENT", "confirmed")
+    other = sql(d, "INSERT INTO creators (email, display_name) VALUES ('drift@example.com',"
+                   " 'Other') RETURNING id::text")[0][0]
+    assert api(d, "GET", "/api/sync/drift", who=other).json()["count"] == 0
     assert_error(api(d, "GET", "/api/sync/drift?limit=0"), 400, "invalid_parameter")
     assert_error(api(d, "GET", "/api/sync/drift?since=1"), 400, "invalid_parameter")
 
