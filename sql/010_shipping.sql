@@ -104,6 +104,8 @@ COMMENT ON TABLE shipments IS 'Labels and packages of an order: carrier purchase
 -- One live label per package; a voided one makes room for a re-buy.
 CREATE UNIQUE INDEX shipments_live_idx ON shipments (order_id, package_key)
     WHERE state NOT IN ('voided');
+-- An order's shipments, voided ones included (facts, detail, compensation).
+CREATE INDEX shipments_order_idx ON shipments (order_id);
 -- Carrier events find their shipment by tracking number.
 CREATE INDEX shipments_tracking_idx ON shipments (tracking_number)
     WHERE tracking_number IS NOT NULL;

@@ -1413,8 +1413,8 @@ wf_committed(struct wf *wf, struct wf_job *j, PGresult *r, int i)
 		util_count(outcome == NULL || strcmp(outcome, "ok") == 0 ? &wf->fig.reserved :
 		    strcmp(outcome, "nostock") == 0 ? &wf->fig.backorders : &wf->fig.untracked, 1);
 	} else if (json_object_get(item, "effect") != NULL &&
-	    strcmp(json_string_value(json_object_get(item, "effect")), "call") != 0) {
-		/* Released stock may serve runs waiting for it. */
+	    strcmp(json_string_value(json_object_get(item, "effect")), "release") == 0) {
+		/* Released stock may serve runs waiting for it (consumed stock frees none). */
 		wf_stock_changed(wf->w, j->run.creator);
 	}
 	t = json_object_get(item, "then");

@@ -282,3 +282,39 @@ EOF
 )" || die "cannot create the creator and the shop"
 	[[ ${SHOP_UUID:-} =~ ^[0-9a-f-]{36}$ ]] || die "unexpected shop id: ${SHOP_UUID:-}"
 }
+
+# bench_profile_restart SETTINGS...: restart PostgreSQL with the ALTER SYSTEM
+# settings given (name = value strings) and, when BENCH_PROFILE=1,
+# pg_stat_statements and auto_explain loaded; then (BENCH_PROFILE=1) the
+# extension created, tracking every statement, nested ones too, and
+# auto_explain logging the plans of statements slower than
+# BENCH_EXPLAIN_MS (200).
+bench_profile_restart() {
+	local set
+	for set in "$@"; do
+		psql_q -c "ALTER SYSTEM SET $set" >/dev/null || die "cannot set $set"
+	done
+	if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+		psql_q -c "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain" \
+			-c "ALTER SYSTEM SET log_lock_waits = on" >/dev/null || die "cannot load pg_stat_statements"
+	fi
+	of_pg_stop "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 || die "of_pg_stop failed"
+	of_pg_start "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 ||
+		{ cat "$SCRATCH/pg-start.log" >&2; die "PostgreSQL did not restart"; }
+	[ "${BENCH_PROFILE:-0}" != 1 ] || psql_q -c "CREATE EXTENSION pg_stat_statements" \
+		-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" \
+		-c "ALTER SYSTEM SET auto_explain.log_min_duration = '${BENCH_EXPLAIN_MS:-200}ms'" \
+		-c "ALTER SYSTEM SET auto_explain.log_analyze = on" \
+		-c "ALTER SYSTEM SET auto_explain.log_nested_statements = on" -c "SELECT pg_reload_conf()" >/dev/null ||
+		die "cannot create pg_stat_statements"
+}
+
+# bench_profile_report: with BENCH_PROFILE=1, the statements that took the
+# most time, on stderr.
+bench_profile_report() {
+	[ "${BENCH_PROFILE:-0}" = 1 ] || return 0
+	log "the statements that took the most time (pg_stat_statements):"
+	psql_q -F ' | ' -c "SELECT calls, round(total_exec_time) AS ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+		rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
+		ORDER BY total_exec_time DESC LIMIT 25" >&2
+}

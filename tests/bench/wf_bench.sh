@@ -97,7 +97,6 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 WARM_ORDERS=${BENCH_WARM_ORDERS:-20000}
 ONLY=${BENCH_ONLY:-pipeline hot parked}
 WRAPPER=${BENCH_WRAPPER:-}
-PROFILE=${BENCH_PROFILE:-0}
 
 BENCH_NAME=wf_bench
 # shellcheck source=lib.sh
@@ -166,21 +165,8 @@ log "scratch directory $SCRATCH"
 # ---------------------------------------------------------------- servers
 bench_start_servers
 # Commit timestamps: the latencies below are commit to commit.
-psql_q -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null || die "cannot set track_commit_timestamp"
-if [ "$PROFILE" = 1 ]; then
-	psql_q -c "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain" \
-		-c "ALTER SYSTEM SET log_lock_waits = on" >/dev/null || die "cannot load pg_stat_statements"
-fi
-of_pg_stop "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 || die "of_pg_stop failed"
-of_pg_start "$SCRATCH/pg" >>"$SCRATCH/pg-start.log" 2>&1 || { cat "$SCRATCH/pg-start.log" >&2; die "PostgreSQL did not restart"; }
+bench_profile_restart "track_commit_timestamp = on"
 [ "$(psql_q -c "SHOW track_commit_timestamp")" = on ] || die "track_commit_timestamp is not on"
-# track = all: the statements inside wf_commit and the other functions too.
-[ "$PROFILE" != 1 ] || psql_q -c "CREATE EXTENSION pg_stat_statements" \
-	-c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" \
-	-c "ALTER SYSTEM SET auto_explain.log_min_duration = '${BENCH_EXPLAIN_MS:-200}ms'" \
-	-c "ALTER SYSTEM SET auto_explain.log_analyze = on" \
-	-c "ALTER SYSTEM SET auto_explain.log_nested_statements = on" -c "SELECT pg_reload_conf()" >/dev/null ||
-	die "cannot create pg_stat_statements"
 
 read -r DAEMON_PORT <<<"$(free_ports 1)"
 CONF=$SCRATCH/orderflowd.conf
@@ -527,12 +513,7 @@ for ((round = 1; round <= RUNS; round++)); do
 done
 ! want parked || run_parked
 
-if [ "$PROFILE" = 1 ]; then
-	log "the statements that took the most time (pg_stat_statements):"
-	psql_q -F ' | ' -c "SELECT calls, round(total_exec_time) AS ms, round(mean_exec_time::numeric, 3) AS mean_ms,
-		rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
-		ORDER BY total_exec_time DESC LIMIT 25" >&2
-fi
+bench_profile_report
 
 # ---------------------------------------------------------------- report
 med() { median ${R[$1]}; }
