@@ -511,6 +511,20 @@ wf_sim_go_on(const struct wf_sim *s, const struct wf_step_env *env)
 	return t;
 }
 
+/* The branch where action a (keyed key) succeeded: owed its compensation, on to the next. */
+static void
+wf_sim_done(struct wf_sim *s, const struct wf_step_env *env, int a, const char *key)
+{
+	json_object_set_new(wf_hist_action(s, env, a, "done"), "key", json_string(key));
+	wf_sim_owe(s, a);
+	s->action++;
+	s->attempt = 0;
+	s->status = WF_RUNNING;
+	s->wait[0] = '\0';
+	s->due_ms = 0;
+	s->error[0] = '\0';
+}
+
 /* reserve_stock: one commit per outcome; the decision stops there. */
 static json_t *
 wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
@@ -535,15 +549,7 @@ wf_act_reserve(struct wf_sim *s, const struct wf_step_env *env)
 	ok.hist = json_deep_copy(s->hist);
 	no.hist = json_deep_copy(s->hist);
 	un.hist = json_deep_copy(s->hist);
-	json_object_set_new(wf_hist_action(&ok, env, WF_A_RESERVE_STOCK, "done"), "key",
-	    json_string(key));
-	wf_sim_owe(&ok, WF_A_RESERVE_STOCK);
-	ok.action++;
-	ok.attempt = 0;
-	ok.status = WF_RUNNING;
-	ok.wait[0] = '\0';
-	ok.due_ms = 0;
-	ok.error[0] = '\0';
+	wf_sim_done(&ok, env, WF_A_RESERVE_STOCK, key);
 	alts = json_pack("{s:o}", "ok", wf_sim_go_on(&ok, env));
 	c = wf_sim_wait(&no, env, WF_A_RESERVE_STOCK, "stock");
 	json_object_set(alts, "nostock", json_object_get(c, "then"));
@@ -624,14 +630,7 @@ wf_act_call(struct wf_sim *s, const struct wf_step_env *env, int a)
 	wf_sim_key(s, key, sizeof(key));
 	at = wf_sim_then(s);
 	ok.hist = json_deep_copy(s->hist);
-	json_object_set_new(wf_hist_action(&ok, env, a, "done"), "key", json_string(key));
-	wf_sim_owe(&ok, a);
-	ok.action++;
-	ok.attempt = 0;
-	ok.status = WF_RUNNING;
-	ok.wait[0] = '\0';
-	ok.due_ms = 0;
-	ok.error[0] = '\0';
+	wf_sim_done(&ok, env, a, key);
 	c = wf_item(s->r, "call", json_pack("{s:o}", "ok", wf_sim_go_on(&ok, env)));
 	json_decref(ok.hist);
 	json_object_set_new(c, "call", json_pack("{s:s,s:s}", "action", wf_action_info(a)->name,

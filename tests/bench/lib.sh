@@ -222,7 +222,6 @@ bench_start_servers() {
 # in $SCRATCH/tt) with the credentials APP_KEY, APP_SECRET, ACCESS_TOKEN,
 # SHOP_CIPHER and the extra faketiktok.py ARGS; sets FAKE_PID and TT_PORT.
 bench_start_fake() {
-	local i
 	log "starting the fake TikTok Shop server"
 	sh "$SRCDIR/tests/faketiktok/mkcerts.sh" "$SCRATCH/tt" || die "mkcerts.sh failed"
 	"$PY" "$SRCDIR/tests/faketiktok/faketiktok.py" --port 0 \
@@ -231,14 +230,8 @@ bench_start_fake() {
 		--shop-cipher "$SHOP_CIPHER" "$@" >"$SCRATCH/faketiktok.out" 2>"$SCRATCH/faketiktok.log" &
 	FAKE_PID=$!
 	echo "$FAKE_PID" >"$SCRATCH/faketiktok.pid"
-	TT_PORT=
-	for ((i = 0; i < 600; i++)); do
-		TT_PORT=$(awk '$1 == "listening" { print $2 }' "$SCRATCH/faketiktok.out")
-		[ -z "$TT_PORT" ] || break
-		kill -0 "$FAKE_PID" 2>/dev/null || { cat "$SCRATCH/faketiktok.log" >&2; die "faketiktok exited"; }
-		sleep 0.1
-	done
-	[ -n "$TT_PORT" ] || die "faketiktok did not print its port"
+	TT_PORT=$(bench_listening "$SCRATCH/faketiktok.out" "$FAKE_PID" faketiktok "$SCRATCH/faketiktok.log") ||
+		exit 1
 	log "faketiktok on https://127.0.0.1:$TT_PORT (CA $SCRATCH/tt/ca.pem)"
 }
 
@@ -317,4 +310,33 @@ bench_profile_report() {
 	psql_q -F ' | ' -c "SELECT calls, round(total_exec_time) AS ms, round(mean_exec_time::numeric, 3) AS mean_ms,
 		rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
 		ORDER BY total_exec_time DESC LIMIT 25" >&2
+}
+
+# cpu_ticks PID: user + system CPU ticks of a process.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); split($0, v, " "); print v[12] + v[13] }' "/proc/$1/stat"; }
+# pg_ticks: CPU ticks of the PostgreSQL processes now running in PGDATA (the
+# daemon's connections live as long as it does, so a run's delta is theirs).
+pg_ticks() {
+	local t=0 p
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = postgres ] || continue
+		[ "$(readlink "$p/cwd" 2>/dev/null)" = "$PGDATA" ] || continue
+		t=$(( t + $(cpu_ticks "${p#/proc/}" 2>/dev/null || echo 0) ))
+	done
+	echo "$t"
+}
+
+# bench_listening OUT PID NAME LOG: the port a fake printed ("listening
+# PORT") on OUT, waiting at most 60 s; fails (with LOG) if PID exits first.
+# Run in $(...): the caller exits when it fails.
+bench_listening() {
+	local out=$1 pid=$2 name=$3 errlog=$4 port= i
+	for ((i = 0; i < 600; i++)); do
+		port=$(awk '$1 == "listening" { print $2 }' "$out" 2>/dev/null)
+		[ -z "$port" ] || break
+		kill -0 "$pid" 2>/dev/null || { cat "$errlog" >&2; die "$name exited"; }
+		sleep 0.1
+	done
+	[ -n "$port" ] || die "$name did not print its port"
+	echo "$port"
 }

@@ -202,14 +202,8 @@ log "starting the fake carrier"
 	>"$SCRATCH/fakecarrier.out" 2>"$SCRATCH/fakecarrier.log" &
 CARRIER_PID=$!
 echo "$CARRIER_PID" >"$SCRATCH/fakecarrier.pid"
-CARRIER_PORT=
-for ((i = 0; i < 600; i++)); do
-	CARRIER_PORT=$(awk '$1 == "listening" { print $2 }' "$SCRATCH/fakecarrier.out")
-	[ -z "$CARRIER_PORT" ] || break
-	kill -0 "$CARRIER_PID" 2>/dev/null || { cat "$SCRATCH/fakecarrier.log" >&2; die "fakecarrier exited"; }
-	sleep 0.1
-done
-[ -n "$CARRIER_PORT" ] || die "fakecarrier did not print its port"
+CARRIER_PORT=$(bench_listening "$SCRATCH/fakecarrier.out" "$CARRIER_PID" fakecarrier \
+	"$SCRATCH/fakecarrier.log") || exit 1
 write_config
 
 # ---------------------------------------------------------------- daemon
@@ -229,16 +223,6 @@ begin_run() {
 	T0=$(psql_q -c "SELECT clock_timestamp()")
 }
 
-cpu_ticks() { awk '{ sub(/.*\) /, ""); split($0, v, " "); print v[12] + v[13] }' "/proc/$1/stat"; }
-pg_ticks() {
-	local t=0 p
-	for p in /proc/[0-9]*; do
-		[ "$(cat "$p/comm" 2>/dev/null)" = postgres ] || continue
-		[ "$(readlink "$p/cwd" 2>/dev/null)" = "$PGDATA" ] || continue
-		t=$(( t + $(cpu_ticks "${p#/proc/}" 2>/dev/null || echo 0) ))
-	done
-	echo "$t"
-}
 carrier_purchases() {
 	curl -s --cacert "$SCRATCH/tt/ca.pem" "https://127.0.0.1:$CARRIER_PORT/_fake/stats" |
 		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["purchases"])'

@@ -580,9 +580,14 @@ class FakeTikTok(fakehttp.Server):
     def __init__(self, cert, key, app_key=DEFAULTS["app_key"], app_secret=DEFAULTS["app_secret"],
                  access_token=DEFAULTS["access_token"], shop_cipher=DEFAULTS["shop_cipher"],
                  port=0, host="127.0.0.1", threads=1, unknown_ids="generate",
-                 idle_timeout=60.0, max_requests_per_conn=0, verbose=False):
+                 idle_timeout=60.0, max_requests_per_conn=0, verbose=False,
+                 generated_fulfillment_type="FULFILLMENT_BY_SELLER"):
         if unknown_ids not in ("generate", "missing"):
             raise ValueError("unknown_ids must be 'generate' or 'missing'")
+        if generated_fulfillment_type not in ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"):
+            raise ValueError("generated_fulfillment_type must be FULFILLMENT_BY_SELLER or "
+                             "FULFILLMENT_BY_TIKTOK")
+        self.generated_fulfillment_type = generated_fulfillment_type
         self._init_server(cert, key, host=host, port=port, threads=threads,
                           idle_timeout=idle_timeout, max_requests_per_conn=max_requests_per_conn,
                           verbose=verbose)
@@ -825,7 +830,7 @@ class FakeTikTok(fakehttp.Server):
             return None
         e = self._gen_cache.get(oid)
         if e is None:
-            o = generate_order(oid)
+            o = self._generate(oid)
             e = _encode(o)
             if len(self._gen_cache) >= GENERATED_CACHE_MAX:
                 self._gen_cache.clear()
@@ -948,7 +953,13 @@ class FakeTikTok(fakehttp.Server):
         if o is None:
             o = self._kept.get(oid)
         if o is None and self.unknown_ids == "generate":
-            o = generate_order(oid)
+            o = self._generate(oid)
+        return o
+
+    def _generate(self, oid):
+        """The generated order of an unknown id, with this fake's fulfillment type."""
+        o = generate_order(oid)
+        o["fulfillment_type"] = self.generated_fulfillment_type
         return o
 
     def _store(self, order):
@@ -1305,6 +1316,10 @@ def main(argv=None):
     ap.add_argument("--max-requests-per-conn", type=int, default=0,
                     help="answer the Nth request of a connection with Connection: close (0 = no limit)")
     ap.add_argument("--seed-file", help="JSON file {\"orders\":[...]} seeded at start")
+    ap.add_argument("--generated-fulfillment-type", default="FULFILLMENT_BY_SELLER",
+                    choices=("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"),
+                    help="fulfillment_type of generated orders (FULFILLMENT_BY_TIKTOK: the "
+                         "seller cannot ship them)")
     ap.add_argument("--seed-generated", type=int, default=0, metavar="N",
                     help="seed N generated orders with ids 577000000000000001.. at start")
     ap.add_argument("--sign-url", metavar="PATH?QUERY",
@@ -1330,7 +1345,8 @@ def main(argv=None):
                       access_token=a.access_token, shop_cipher=a.shop_cipher, port=a.port,
                       host=a.host, threads=a.threads, unknown_ids=a.unknown_ids,
                       idle_timeout=a.idle_timeout, max_requests_per_conn=a.max_requests_per_conn,
-                      verbose=a.verbose)
+                      verbose=a.verbose,
+                      generated_fulfillment_type=a.generated_fulfillment_type)
     if a.seed_file:
         with open(a.seed_file) as fh:
             d = json.load(fh)
