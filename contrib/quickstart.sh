@@ -5,14 +5,21 @@
 #
 #   contrib/quickstart.sh        (OF_PORT=8081 to listen elsewhere)
 #
-# Build: build/quickstart.  Config, pid file and server data: run/ (data
-# is kept between runs; ^C stops orderflowd, Redis and PostgreSQL).
+# Build: build/quickstart.  Config, pid files, secrets and server data:
+# run/ (data is kept between runs).  ^C (or SIGINT/SIGTERM/SIGHUP to this
+# script, e.g. kill -TERM -- -PGID of its process group when it runs in the
+# background) stops orderflowd, the fake servers, Redis and PostgreSQL; what
+# a killed (kill -9) earlier run left running is stopped at the next start.
 #
 # TikTok Shop itself cannot be reached from here, so the demo shop talks to
 # the fake TikTok Shop server of the tests (tests/faketiktok, real HTTPS and
 # signing, with a test CA in run/tt): webhooks sent with
-# contrib/send-webhook.sh become orders.  For real shops, set tiktok.api_base
-# and tiktok.ca_file to the real API and store each shop's credentials.
+# contrib/send-webhook.sh become orders.  Labels of seller-shipped orders
+# are bought from the fake carrier of the tests (tests/fakecarrier, an
+# EasyPost v2 API, same test CA), whose tracker events come back signed to
+# POST /webhooks/carrier.  For real shops, set tiktok.api_base and
+# tiktok.ca_file to the real API and store each shop's credentials; for a
+# real carrier, carrier.api_base, api_key_file and webhook_secret_file.
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -26,6 +33,12 @@ PIDFILE=$RUNDIR/orderflowd.pid
 FAKE_PIDFILE=$RUNDIR/faketiktok.pid
 FAKE_PID=
 FAKE_PORT=
+CARRIER_PIDFILE=$RUNDIR/fakecarrier.pid
+CARRIER_PID=
+CARRIER_PORT=
+# The fake carrier's API key and webhook secret (0600, kept between runs).
+CARRIER_KEY_FILE=$RUNDIR/carrier.key
+CARRIER_SECRET_FILE=$RUNDIR/carrier.secret
 ADMIN_TOKEN=
 PORT=${OF_PORT:-8080}
 DAEMON=$BUILDDIR/src/orderflowd
@@ -84,20 +97,50 @@ stop_daemon() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
-# The fake TikTok server of a killed earlier run: stop it if it is ours.
+# stop_leftover_fake PIDFILE SCRIPT WHAT: the fake server (SCRIPT) of a
+# killed earlier run, recorded in PIDFILE: stop it if it is ours (that
+# script, with this run directory's certificate).
 stop_leftover_fake() {
-	local pid
-	[[ -r $FAKE_PIDFILE ]] || return 0
-	pid=$(<"$FAKE_PIDFILE")
-	if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null |
-		grep -qxF -- "$RUNDIR/tt/server.pem"; then
-		say "stopping the fake TikTok server left over from an earlier run (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
+	local pidfile=$1 script=$2 what=$3 pid args
+	[[ -r $pidfile ]] || return 0
+	pid=$(<"$pidfile")
+	if [[ $pid =~ ^[0-9]+$ ]] && args=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) &&
+		grep -qxF -- "$script" <<<"$args" && grep -qxF -- "$RUNDIR/tt/server.pem" <<<"$args"; then
+		say "stopping the $what left over from an earlier run (pid $pid)"
+		stop_fake "$pid"
 	fi
-	rm -f -- "$FAKE_PIDFILE"
+	rm -f -- "$pidfile"
+}
+
+# stop_fake PID: SIGTERM (the fakes exit 0 on it), up to 5 s, then SIGKILL.
+stop_fake() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in {1..50}; do
+		_alive "$pid" || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# wait_listening OUT PID: print the port once the fake server PID has
+# written "listening PORT" to OUT; fail if it exits or takes over 10 s.
+wait_listening() {
+	local out=$1 pid=$2 port
+	for _ in {1..100}; do
+		port=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$out")
+		if [[ -n $port ]]; then
+			printf '%s\n' "$port"
+			return 0
+		fi
+		_alive "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
 }
 
 # Start tests/faketiktok on a free port with the demo shop's credentials.
+# Own session (setsid), like the daemon: only this script stops it.
 start_fake() {
 	local out=$RUNDIR/faketiktok.out
 	sh "$SRCDIR/tests/faketiktok/mkcerts.sh" "$RUNDIR/tt" || die "cannot make the test certificates"
@@ -108,13 +151,41 @@ start_fake() {
 		--access-token demo-access-token >"$out" 2>"$RUNDIR/faketiktok.log" &
 	FAKE_PID=$!
 	echo "$FAKE_PID" >"$FAKE_PIDFILE"
-	for _ in {1..100}; do
-		FAKE_PORT=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$out")
-		[[ -n $FAKE_PORT ]] && return 0
-		_alive "$FAKE_PID" || break
-		sleep 0.1
-	done
-	die "the fake TikTok Shop server did not start; see $RUNDIR/faketiktok.log"
+	FAKE_PORT=$(wait_listening "$out" "$FAKE_PID") ||
+		die "the fake TikTok Shop server did not start; see $RUNDIR/faketiktok.log"
+}
+
+# secret_file FILE: a random secret, made once, 0600 (orderflowd refuses
+# secret files that every user can read).
+secret_file() {
+	if [[ ! -s $1 ]]; then
+		(umask 077 && openssl rand -hex 24 >"$1") || die "cannot make $1"
+	fi
+	chmod 0600 -- "$1" || die "cannot chmod $1"
+}
+
+# Start tests/fakecarrier on a free port (same test certificates), then
+# point its webhook at orderflowd's /webhooks/carrier.  The secret goes
+# through the admin endpoint, not the command line, which every local user
+# can read (the API key of the fake has no other way in).
+start_carrier() {
+	local out=$RUNDIR/fakecarrier.out
+	secret_file "$CARRIER_KEY_FILE"
+	secret_file "$CARRIER_SECRET_FILE"
+	: >"$out"
+	setsid /usr/bin/python3 "$SRCDIR/tests/fakecarrier/fakecarrier.py" --port 0 \
+		--cert "$RUNDIR/tt/server.pem" --key "$RUNDIR/tt/server.key" \
+		--api-key "$(<"$CARRIER_KEY_FILE")" >"$out" 2>"$RUNDIR/fakecarrier.log" &
+	CARRIER_PID=$!
+	echo "$CARRIER_PID" >"$CARRIER_PIDFILE"
+	CARRIER_PORT=$(wait_listening "$out" "$CARRIER_PID") ||
+		die "the fake carrier did not start; see $RUNDIR/fakecarrier.log"
+	printf '{"url":"http://127.0.0.1:%s/webhooks/carrier","secret":"%s"}' \
+		"$PORT" "$(<"$CARRIER_SECRET_FILE")" |
+		curl -sSf --max-time 10 -o /dev/null --cacert "$RUNDIR/tt/ca.pem" \
+			-H 'Content-Type: application/json' --data-binary @- \
+			"https://127.0.0.1:$CARRIER_PORT/_fake/webhook" ||
+		die "cannot set the fake carrier's webhook; see $RUNDIR/fakecarrier.log"
 }
 
 # One admin token per run directory, kept between runs.
@@ -164,6 +235,14 @@ api_base = https://127.0.0.1:$FAKE_PORT
 ca_file = $RUNDIR/tt/ca.pem
 sync_interval = 30s
 
+# The fake carrier (EasyPost v2) started by quickstart.sh: labels of
+# seller-shipped orders; its tracker events come to /webhooks/carrier.
+[carrier]
+api_base = https://127.0.0.1:$CARRIER_PORT/v2
+api_key_file = $CARRIER_KEY_FILE
+webhook_secret_file = $CARRIER_SECRET_FILE
+ca_file = $RUNDIR/tt/ca.pem
+
 [admin]
 token = $ADMIN_TOKEN
 
@@ -175,7 +254,7 @@ EOF
 	mv -- "$tmp" "$CONF"
 }
 
-# Idempotent: ON CONFLICT DO NOTHING on the unique email / tiktok_shop_id.
+# Idempotent: ON CONFLICT on the unique email / tiktok_shop_id / user_id.
 seed_demo_data() {
 	"$OF_PG_BIN/psql" -X -q -1 -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" <<'EOF'
 INSERT INTO creators (id, email, display_name)
@@ -196,6 +275,20 @@ INSERT INTO inventory_items (user_id, sku, product_name, on_hand, low_stock)
 SELECT c.id, 'SKU-' || lpad(g::text, 3, '0'), 'Demo product ' || g, 50, 5
 FROM creators c, generate_series(0, 31) g WHERE c.email = 'demo@orderflow.test'
 ON CONFLICT (user_id, sku) DO NOTHING;
+
+-- Shipping settings, so that a seller-shipped demo order gets its label
+-- from the fake carrier: a US from address and a default parcel (the
+-- SKUs have no weight or size of their own).  Settings changed through
+-- PUT /api/settings/shipping are left as they are.
+INSERT INTO shipping_settings (user_id, from_address, parcel, rate_rule, handover_method)
+SELECT c.id,
+       '{"name": "Demo Creator", "street1": "417 Montgomery St", "city": "San Francisco",
+         "state": "CA", "zip": "94104", "country": "US", "phone": "4155550100",
+         "email": "demo@orderflow.test"}',
+       '{"weight_oz": 16, "length_in": 10, "width_in": 8, "height_in": 4}',
+       '{"choose": "cheapest"}', 'PICKUP'
+FROM creators c WHERE c.email = 'demo@orderflow.test'
+ON CONFLICT (user_id) DO NOTHING;
 EOF
 }
 
@@ -203,7 +296,9 @@ EOF
 shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
 print_howto() {
-	local url=http://127.0.0.1:$PORT
+	local url=http://127.0.0.1:$PORT ca=$RUNDIR/tt/ca.pem hook=contrib/send-webhook.sh
+	local tt=https://127.0.0.1:$FAKE_PORT carrier=https://127.0.0.1:$CARRIER_PORT
+	[[ $PORT == 8080 ]] || hook="OF_URL=$url $hook"
 	cat >&2 <<EOF
 
 orderflowd is starting on $url
@@ -211,10 +306,10 @@ orderflowd is starting on $url
   curl $url/readyz
   curl $url/api/health/orders
   curl $url/metrics
-Send a signed demo webhook; the order is fetched from the fake TikTok server,
-stored, and run through its workflow (validated, stock reserved, waiting at
-ready_to_ship for the shipment):
-  contrib/send-webhook.sh 576653688135258178 AWAITING_SHIPMENT
+Send a signed demo webhook; the order is fetched from the fake TikTok server
+($tt), stored, and run through its workflow (validated, stock reserved,
+shipped on TikTok with TikTok's label, then waiting for the delivery):
+  $hook 576653688135258178 AWAITING_SHIPMENT
   psql ... -c 'SELECT tiktok_order_id, order_status, workflow_status, total_amount FROM orders'
 Dead letters (admin token in $RUNDIR/admin.token):
   curl -H "Authorization: Bearer \$(cat $RUNDIR/admin.token)" $url/api/admin/dead-letters
@@ -222,13 +317,31 @@ Dashboard API as the demo creator (token by contrib/make-token.sh):
   creator=\$(psql $(shquote "$OF_PG_CONNINFO") -Atc "SELECT id FROM creators WHERE email = 'demo@orderflow.test'")
   H="Authorization: Bearer \$(contrib/make-token.sh \$creator)"
   curl -H "\$H" '$url/api/orders?limit=10'
-  curl -H "\$H" $url/api/orders/576653688135258178         # with its workflow
+  curl -H "\$H" $url/api/orders/576653688135258178         # workflow, shipping_info, tracking_info
   curl -H "\$H" '$url/api/workflows?status=waiting'         # the needs-attention inbox
   curl -H "\$H" '$url/api/inventory?low_stock=true'         # stock: on hand, reserved
+Shipping (README "Shipping"; the fakes' admin endpoints take no credentials):
+  TT=$tt CARRIER=$carrier
+  # shipped by TikTok: the demo order above goes on to shipped; TikTok delivers it
+  curl -s -H "\$H" $url/api/orders/576653688135258178 | jq '.order | {order_status, shipping_info: (.shipping_info | del(.address)), tracking_info}'
+  curl -s --cacert $ca -d '{"status":"DELIVERED"}' $tt/_fake/orders/576653688135258178/status | jq -c '.order | {id, status}'
+  $hook 576653688135258178 DELIVERED
+  # shipped by the seller: the label is bought from the fake carrier ($carrier/v2)
+  curl -s --cacert $ca -d '{"orders":[{"id":"576653688135258179","shipping_type":"SELLER"}]}' $tt/_fake/orders
+  $hook 576653688135258179 AWAITING_SHIPMENT
+  curl -s -H "\$H" $url/api/orders/576653688135258179 | jq '.order | {order_status, shipping_info: (.shipping_info | del(.address)), tracking_info}'
+  # the carrier delivers it: its signed tracker event completes the order
+  t=\$(curl -s -H "\$H" $url/api/orders/576653688135258179 | jq -r .order.tracking_info.tracking_number)
+  curl -s --cacert $ca -d "{\"tracking_code\":\"\$t\",\"status\":\"delivered\"}" $carrier/_fake/track
+  curl -s -H "\$H" $url/api/orders/576653688135258179/shipping/rates     # per package, the rule's pick (or "bought")
+  curl -s -H "\$H" $url/api/settings/shipping                            # PUT replaces them
+  curl -s -H "\$H" '$url/api/workflows?status=failed'                    # e.g. a label step without a parcel weight
+  curl -s -H "\$H" -H 'Content-Type: application/json' -d '{"action":"retry","reason":"parcel weight set"}' $url/api/orders/576653688135258180/workflow/actions
+  curl -s -H "\$H" $url/api/sync/drift                                   # status here and on TikTok disagree
 Database (demo creator demo@orderflow.test, shop 7495540735365777507):
   psql $(shquote "$OF_PG_CONNINFO")
 Config: $CONF
-Stop with Ctrl-C: stops orderflowd, the fake TikTok server, Redis and PostgreSQL (data stays in ${OF_PG_SOCKDIR%/pgsock}).
+Stop with Ctrl-C: stops orderflowd, the fake TikTok server, the fake carrier, Redis and PostgreSQL (data stays in ${OF_PG_SOCKDIR%/pgsock}).
 
 EOF
 }
@@ -243,8 +356,13 @@ cleanup() {
 		wait "$DAEMON_PID" 2>/dev/null || true
 		rm -f -- "$PIDFILE"
 	fi
+	if [[ -n $CARRIER_PID ]]; then
+		stop_fake "$CARRIER_PID"
+		wait "$CARRIER_PID" 2>/dev/null || true
+		rm -f -- "$CARRIER_PIDFILE"
+	fi
 	if [[ -n $FAKE_PID ]]; then
-		kill -TERM "$FAKE_PID" 2>/dev/null || true
+		stop_fake "$FAKE_PID"
 		wait "$FAKE_PID" 2>/dev/null || true
 		rm -f -- "$FAKE_PIDFILE"
 	fi
@@ -260,11 +378,13 @@ on_signal() {
 
 main() {
 	(($# == 0)) || die "usage: contrib/quickstart.sh (no arguments; OF_PORT=PORT to change the port)"
-	of_install_packages "$OF_BUILD_DEPS"
+	# curl and jq: the commands print_howto prints.
+	of_install_packages "$OF_BUILD_DEPS curl jq"
 	build
 	mkdir -p -- "$RUNDIR"
 	stop_leftover_daemon
-	stop_leftover_fake
+	stop_leftover_fake "$FAKE_PIDFILE" "$SRCDIR/tests/faketiktok/faketiktok.py" "fake TikTok server"
+	stop_leftover_fake "$CARRIER_PIDFILE" "$SRCDIR/tests/fakecarrier/fakecarrier.py" "fake carrier"
 	check_port
 
 	trap cleanup EXIT
@@ -274,6 +394,7 @@ main() {
 	of_pg_start "$DATADIR"
 	of_redis_start "$DATADIR"
 	start_fake
+	start_carrier
 	admin_token
 	write_config
 	"$DAEMON" -c "$CONF" --migrate || die "orderflowd --migrate failed"

@@ -233,7 +233,8 @@ rest_ship_on_done(const struct ship_outcome *o, void *arg)
 	}
 	doc = c->step == SHIP_QUOTE ? json_incref(o->doc) :
 	    json_pack("{s:b,s:s,s:O}", "success", 1, "result", o->error, "packages", o->doc);
-	text = json_dumps(doc, JSON_COMPACT);
+	/* Nine digits: costs as 4.55, not 4.5499999999999998. */
+	text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9));
 	json_decref(doc);
 	if (c->step != SHIP_QUOTE) {
 		/* Audit on a best-effort basis: the carrier acted; the answer must not wait. */

@@ -148,6 +148,10 @@ ostore_set_status(struct worker *w, const struct ostore_item *items, int n, bool
  * locks the stored rows first so the history and audit rows see the
  * state they replace; the upsert's WHERE is the never-move-backwards rule.
  */
+/* The statuses on the way to the buyer, in order (cancelled is off it). */
+#define OSTORE_FORWARD \
+    "ARRAY['pending', 'confirmed', 'processing', 'shipped', 'delivered', 'returned']::order_status[]"
+
 static const char ostore_apply_sql[] =
     "WITH shop AS (SELECT id, creator_id FROM shops WHERE id = $1::uuid),"
     " src AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x("
@@ -190,6 +194,12 @@ static const char ostore_apply_sql[] =
     "  WHERE (SELECT count(*) FROM prev) >= 0"
     "  ON CONFLICT (tiktok_order_id) DO UPDATE SET order_status = CASE WHEN"
     "  o.tiktok_status IS NOT DISTINCT FROM EXCLUDED.tiktok_status THEN o.order_status"
+    /*
+     * Never back along the way to the buyer: TikTok's AWAITING_COLLECTION
+     * (processing) arriving after our shipment keeps the order shipped.
+     */
+    "  WHEN array_position(" OSTORE_FORWARD ", EXCLUDED.order_status)"
+    "  < array_position(" OSTORE_FORWARD ", o.order_status) THEN o.order_status"
     "  ELSE EXCLUDED.order_status END,"
     "  tiktok_status = EXCLUDED.tiktok_status, tiktok_update_time = EXCLUDED.tiktok_update_time,"
     "  subtotal = EXCLUDED.subtotal, tax = EXCLUDED.tax, total_amount = EXCLUDED.total_amount,"

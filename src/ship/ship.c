@@ -11,8 +11,10 @@
 #include <string.h>
 
 #include "orderflow/carrier.h"
+#include "orderflow/apply.h"
 #include "orderflow/config.h"
 #include "orderflow/log.h"
+#include "orderflow/ostore.h"
 #include "orderflow/pg.h"
 #include "orderflow/service.h"
 #include "orderflow/ship.h"
@@ -740,6 +742,7 @@ ship_label_package(struct ship_task *t)
 /* ---- TikTok: ship ------------------------------------------------------------------ */
 
 static void ship_tt_call(struct ship_task *t, json_t *row, const char *error);
+static void ship_store_snapshot(struct ship_task *t, json_t *order, const char *status);
 static void ship_refused(struct ship_task *t, json_t *row, const char *error);
 
 static void
@@ -999,6 +1002,42 @@ ship_ship_package(struct ship_task *t)
 /* ---- TikTok: confirm ---------------------------------------------------------------- */
 
 static void
+ship_on_snapshot(const char *error, const struct ostore_applied *r, void *arg)
+{
+	struct ship_task *t = arg;
+
+	if (error != NULL)
+		ship_end(t, SHIP_RETRY, 0, "storing TikTok's view of the order failed: %s", error);
+	else
+		ship_end(t, SHIP_DONE, 0, "TikTok reports %s", t->why);
+}
+
+/*
+ * TikTok's order as it now is, stored the way every snapshot is (ostore),
+ * so the status here is TikTok's at once, not at the next webhook or poll.
+ */
+static void
+ship_store_snapshot(struct ship_task *t, json_t *order, const char *status)
+{
+	const char *shop = json_string_value(json_object_get(t->ctx, "shop_id")), *id;
+	char err[200];
+	json_t *rec = apply_normalize(order, &id, err, sizeof(err)), *recs;
+
+	snprintf(t->why, sizeof(t->why), "%s", status);
+	if (rec == NULL || id == NULL || strcmp(id, json_string_value(json_object_get(t->ctx,
+	    "tiktok_order_id"))) != 0) {
+		json_decref(rec);
+		ship_end(t, SHIP_DONE, 0, "TikTok reports %s (its order is not one we can store: %s)",
+		    status, rec == NULL ? err : "another id");
+		return;
+	}
+	recs = json_pack("[o]", rec);
+	if (!ostore_apply(t->s->w, shop, recs, "{}", ship_on_snapshot, t))
+		ship_end(t, SHIP_RETRY, 0, "the database is unavailable");
+	json_decref(recs);
+}
+
+static void
 ship_on_confirm(struct ship_task *t, const struct tt_result *r)
 {
 	json_t *o = json_array_get(json_object_get(r->data, "orders"), 0);
@@ -1010,7 +1049,7 @@ ship_on_confirm(struct ship_task *t, const struct tt_result *r)
 	}
 	for (size_t i = 0; st != NULL && ship_shipped_statuses[i] != NULL; i++)
 		if (strcmp(st, ship_shipped_statuses[i]) == 0) {
-			ship_end(t, SHIP_DONE, 0, "TikTok reports %s", st);
+			ship_store_snapshot(t, o, st);
 			return;
 		}
 	ship_end(t, SHIP_RETRY, 0, "TikTok still reports the order %.40s", st != NULL ? st :
