@@ -258,3 +258,105 @@ BEGIN
     END IF;
     RETURN NEXT;
 END $$;
+
+-- ---------------------------------------------------------------------------
+-- Partial cancellation: TikTok cancels some lines of an order
+-- ---------------------------------------------------------------------------
+
+-- quantity counts the units still ordered (0 when TikTok cancelled every line
+-- of the SKU); the cancelled lines are kept apart (src/order/apply.c), and
+-- the apply statement (src/order/ostore.c) gives their reserved units back.
+ALTER TABLE order_items DROP CONSTRAINT order_items_quantity_check,
+    ADD CONSTRAINT order_items_quantity_check CHECK (quantity >= 0),
+    ADD COLUMN cancelled_quantity integer NOT NULL DEFAULT 0 CHECK (cancelled_quantity >= 0),
+    ADD COLUMN cancelled_line_item_ids text[] NOT NULL DEFAULT '{}';
+
+-- sql/009's, reserving only SKUs with units still ordered.
+CREATE OR REPLACE FUNCTION inventory_reserve(p jsonb)
+RETURNS TABLE (order_id uuid, outcome text, missing text, items uuid[], qtys integer[])
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    o record;
+    l record;
+    -- The free units of each stock row the set needs: v_free[k] of v_item[k].
+    v_item uuid[] := '{}';
+    v_free integer[] := '{}';
+    k integer;
+    a_order uuid[] := '{}';
+    a_user uuid[] := '{}';
+    a_item uuid[] := '{}';
+    a_qty integer[] := '{}';
+    ok boolean;
+    why text;
+    miss text[];
+    lines jsonb;
+BEGIN
+    -- Read (not lock) every stock row the set needs: inventory_take checks
+    -- again, under the lock, that the units are still there.
+    FOR l IN SELECT ii.id, ii.on_hand - ii.reserved AS free
+        FROM inventory_items ii WHERE ii.id IN (
+            SELECT ii2.id FROM jsonb_to_recordset(p) AS x(order_id uuid, user_id uuid)
+            JOIN order_items i ON i.order_id = x.order_id
+            JOIN inventory_items ii2 ON ii2.user_id = x.user_id AND ii2.sku = i.product_sku)
+    LOOP
+        v_item := v_item || l.id;
+        v_free := v_free || l.free;
+    END LOOP;
+
+    FOR o IN SELECT x.n, x.order_id AS oid, x.user_id AS uid, x.policy
+        FROM jsonb_to_recordset(p) AS x(n integer, order_id uuid, user_id uuid, policy text)
+        ORDER BY x.n
+    LOOP
+        -- Reserved already (a resumed step), or shipped: nothing to take.
+        IF EXISTS (SELECT 1 FROM inventory_reservations r
+                   WHERE r.order_id = o.oid AND r.status IN ('active', 'consumed')) THEN
+            order_id := o.oid; outcome := 'ok'; missing := NULL; items := '{}'; qtys := '{}';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        ok := true; why := NULL; miss := '{}';
+        SELECT coalesce(jsonb_agg(jsonb_build_object('sku', s.sku, 'item', s.item, 'qty', s.qty)),
+            '[]') INTO lines
+        FROM (SELECT i.product_sku AS sku, ii.id AS item, sum(i.quantity)::integer AS qty
+              FROM order_items i LEFT JOIN inventory_items ii
+                  ON ii.user_id = o.uid AND ii.sku = i.product_sku
+              WHERE i.order_id = o.oid GROUP BY 1, 2 HAVING sum(i.quantity) > 0) s;
+        FOR l IN SELECT * FROM jsonb_to_recordset(lines) AS y(sku text, item uuid, qty integer)
+        LOOP
+            IF l.item IS NULL THEN
+                IF o.policy = 'needs_attention' THEN
+                    ok := false; why := 'untracked'; miss := miss || l.sku;
+                END IF;
+            ELSIF v_free[array_position(v_item, l.item)] < l.qty THEN
+                ok := false;
+                IF why IS NULL THEN why := 'nostock'; END IF;
+                IF why = 'nostock' THEN miss := miss || l.sku; END IF;
+            END IF;
+        END LOOP;
+        items := '{}'; qtys := '{}';
+        IF ok THEN
+            FOR l IN SELECT * FROM jsonb_to_recordset(lines) AS y(sku text, item uuid, qty integer)
+                WHERE y.item IS NOT NULL
+            LOOP
+                k := array_position(v_item, l.item);
+                v_free[k] := v_free[k] - l.qty;
+                a_order := a_order || o.oid; a_user := a_user || o.uid;
+                a_item := a_item || l.item; a_qty := a_qty || l.qty;
+                items := items || l.item; qtys := qtys || l.qty;
+            END LOOP;
+        END IF;
+        order_id := o.oid;
+        outcome := CASE WHEN ok THEN 'ok' ELSE why END;
+        missing := CASE WHEN ok THEN NULL ELSE array_to_string(miss, ',') END;
+        RETURN NEXT;
+    END LOOP;
+
+    -- A line released before (a cancelled run, a restarted one) is taken again.
+    INSERT INTO inventory_reservations (user_id, order_id, inventory_item_id, quantity)
+    SELECT u, r, i, q FROM unnest(a_user, a_order, a_item, a_qty) AS x(u, r, i, q)
+    ON CONFLICT (order_id, inventory_item_id) DO UPDATE SET status = 'active',
+        quantity = EXCLUDED.quantity, created_at = now(), released_at = NULL,
+        consumed_at = NULL
+    WHERE inventory_reservations.status = 'released';
+END $$;

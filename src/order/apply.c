@@ -139,6 +139,8 @@ apply_fold_line(json_t *items, json_t *line, long long *total)
 {
 	const char *sku = apply_id(line, "sku_id"), *lid = apply_id(line, "id");
 	const char *pid = apply_id(line, "product_id");
+	const char *ds = json_string_value(json_object_get(line, "display_status"));
+	bool cancelled;
 	json_t *item = NULL, *it;
 	long long price;
 	size_t i;
@@ -153,19 +155,24 @@ apply_fold_line(json_t *items, json_t *line, long long *total)
 	if (item == NULL) {
 		json_t *seller = apply_opt_text(line, "seller_sku", 100);
 
-		item = json_pack("{s:s,s:s,s:o,s:o,s:o,s:O,s:i,s:I,s:[]}", "sku_id", sku,
+		item = json_pack("{s:s,s:s,s:o,s:o,s:o,s:O,s:i,s:i,s:I,s:[],s:[]}", "sku_id", sku,
 		    "product_id", pid, "product_name", apply_text(line, "product_name", 255),
 		    "variant_name", apply_opt_text(line, "sku_name", 255),
 		    "product_sku", json_is_null(seller) ? json_string(sku) : json_incref(seller),
-		    "seller_sku", seller, "quantity", 0, "cents", (json_int_t)0, "line_ids");
+		    "seller_sku", seller, "quantity", 0, "cancelled", 0, "cents", (json_int_t)0,
+		    "line_ids", "cancelled_ids");
 		json_decref(seller);
 		json_array_append_new(items, item);
 	}
-	json_object_set_new(item, "quantity",
-	    json_integer(json_integer_value(json_object_get(item, "quantity")) + 1));
+	/* A line TikTok cancelled (a partial cancellation) is not to be shipped. */
+	cancelled = ds != NULL && strcmp(ds, "CANCELLED") == 0;
+	json_object_set_new(item, cancelled ? "cancelled" : "quantity",
+	    json_integer(json_integer_value(json_object_get(item, cancelled ? "cancelled" :
+	    "quantity")) + 1));
 	json_object_set_new(item, "cents",
 	    json_integer(json_integer_value(json_object_get(item, "cents")) + price));
-	json_array_append_new(json_object_get(item, "line_ids"), json_string(lid));
+	json_array_append_new(json_object_get(item, cancelled ? "cancelled_ids" : "line_ids"),
+	    json_string(lid));
 	*total += price;
 	return NULL;
 }
@@ -194,10 +201,12 @@ apply_items(json_t *lines, char *err, size_t errsz)
 	}
 	json_array_foreach(items, i, it) {
 		json_int_t q = json_integer_value(json_object_get(it, "quantity"));
+		json_int_t x = json_integer_value(json_object_get(it, "cancelled"));
 		json_int_t c = json_integer_value(json_object_get(it, "cents"));
 
-		json_object_set_new(it, "unit_price", apply_cents(c / q));
-		json_object_set_new(it, "total_price", apply_cents(c));
+		/* The unit price over every line; the total over the lines still ordered. */
+		json_object_set_new(it, "unit_price", apply_cents(c / (q + x)));
+		json_object_set_new(it, "total_price", apply_cents(x == 0 ? c : c / (q + x) * q));
 		json_object_del(it, "cents");
 	}
 	return items;

@@ -474,3 +474,54 @@ def test_shipping_settings_api(make_daemon, fake, carrier, certs):
     other = sql(d, "INSERT INTO creators (email, display_name) VALUES ('other@example.com',"
                    " 'Other') RETURNING id::text")[0][0]
     assert api(d, "GET", "/api/settings/shipping", who=other).json()["version"] == 0
+
+
+def test_partial_cancellation_releases_the_cancelled_lines_stock_only(
+        make_daemon, fake, carrier, certs):
+    t = int(time.time())
+    lines = [line("l1", "A", "5.00"), line("l2", "A", "5.00"), line("l3", "B", "7.00")]
+    order(fake, "9981", lines, fulfillment_type="FULFILLMENT_BY_TIKTOK", update_time=t)
+    d = shipper(make_daemon, fake, carrier, certs, start=False)
+    stock(d, "S-A", 5)
+    stock(d, "S-B", 5)
+    d.start(migrate=False)
+    hook(d, "9981", "pc1", update=t)
+    wait_wf(d, "9981", ("waiting", "ready_to_ship", "shipment"))
+    assert stock_of(d, "S-A") == (5, 2) and stock_of(d, "S-B") == (5, 1)
+    # TikTok cancels the B line and one of the two A lines; the order goes on.
+    cancelled = [line("l1", "A", "5.00"), dict(line("l2", "A", "5.00"), display_status="CANCELLED"),
+                 dict(line("l3", "B", "7.00"), display_status="CANCELLED")]
+    order(fake, "9981", cancelled, fulfillment_type="FULFILLMENT_BY_TIKTOK", update_time=t + 60)
+    hook(d, "9981", "pc2", update=t + 60)
+    wait_sql(d, "SELECT reserved FROM inventory_items WHERE sku = 'S-B'", 0)
+    assert stock_of(d, "S-A") == (5, 1)
+    assert sql(d, "SELECT i.sku, r.status, r.quantity FROM inventory_reservations r"
+                  " JOIN inventory_items i ON i.id = r.inventory_item_id ORDER BY 1") == \
+        [("S-A", "active", 1), ("S-B", "released", 1)]
+    assert sql(d, "SELECT product_sku, quantity, cancelled_quantity, tiktok_line_item_ids,"
+                  " cancelled_line_item_ids FROM order_items ORDER BY 1") == \
+        [("S-A", 1, 1, ["l1"], ["l2"]), ("S-B", 0, 1, [], ["l3"])]
+    assert wf_state(d, "9981") == "waiting"
+    # TikTok ships what is left: one unit of A consumed, B untouched.
+    fake.set_status("9981", "IN_TRANSIT")
+    hook(d, "9981", "pc3", status="IN_TRANSIT")
+    wait_wf(d, "9981", ("waiting", "shipped", "delivery"))
+    assert stock_of(d, "S-A") == (4, 0) and stock_of(d, "S-B") == (5, 0)
+
+
+def test_tiktoks_later_statuses_never_move_a_shipped_order_back(make_daemon, fake, carrier, certs):
+    order(fake, "9991", [line("l1", "A", "5.00")], **SELLER)
+    d = shipper(make_daemon, fake, carrier, certs, settings={"from_address": FROM, "parcel": PARCEL})
+    hook(d, "9991", "b1")
+    wait_wf(d, "9991", ("waiting", "shipped", "delivery", "shipped"))
+    # update_tiktok_status stored TikTok's view: no drift, the order stays shipped.
+    assert sql(d, "SELECT order_status::text, tiktok_status FROM orders") == \
+        [("shipped", "AWAITING_COLLECTION")]
+    # TikTok's webhook for the collection arrives later: still shipped.
+    hook(d, "9991", "b2", status="AWAITING_COLLECTION", update=int(time.time()) + 5)
+    time.sleep(1)
+    assert sql(d, "SELECT order_status::text FROM orders") == [("shipped",)]
+    fake.set_status("9991", "IN_TRANSIT")
+    hook(d, "9991", "b3", status="IN_TRANSIT")
+    wait_sql(d, "SELECT tiktok_status FROM orders", "IN_TRANSIT")
+    assert sql(d, "SELECT order_status::text FROM orders") == [("shipped",)]
