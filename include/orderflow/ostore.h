@@ -20,7 +20,11 @@
  *    written to audit_log only, an equal one changes nothing.  Our
  *    order_status follows TikTok's only when TikTok's status itself
  *    changed, so a local refinement (processing while stock is reserved, a
- *    creator's own change) survives re-syncs of the same TikTok status.
+ *    creator's own change) survives re-syncs of the same TikTok status,
+ *    and never back along pending, confirmed, processing, shipped,
+ *    delivered, returned (TikTok's AWAITING_COLLECTION after our shipment
+ *    keeps it shipped).  TikTok's cancelled lines are kept apart and the
+ *    units reserved for them given back in the same statement.
  *  - After a change commits, ostore_changed tells every service that
  *    subscribes (the order_changed hook of the services table: the order
  *    cache, the workflow engine).
