@@ -156,10 +156,46 @@ $$;
 -- Write what a shipping step learnt (src/ship/ship.c): without "id", a new
 -- row (or the one its idem_key already made); with "id", that row, each
 -- field given replacing the stored one.  The times follow the state.
+-- The stock of the lines p_lines of an order leaves with their package: on
+-- hand and reserved go down by their units, the reservations keep what is
+-- still to ship (consumed once nothing is).  Stock rows in (user_id, sku)
+-- order, as inventory_take locks them.
+CREATE FUNCTION inventory_consume_lines(p_order uuid, p_lines text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT r.id AS rid, r.inventory_item_id AS item, r.quantity AS held,
+            sum((SELECT count(*) FROM unnest(i.tiktok_line_item_ids) AS l(id)
+                 WHERE l.id = ANY (p_lines)))::integer AS k
+        FROM order_items i JOIN orders o ON o.id = i.order_id
+        JOIN inventory_items ii ON ii.user_id = o.user_id AND ii.sku = i.product_sku
+        JOIN inventory_reservations r ON r.order_id = i.order_id AND r.inventory_item_id = ii.id
+            AND r.status = 'active'
+        WHERE i.order_id = p_order
+        GROUP BY r.id, r.inventory_item_id, r.quantity, ii.user_id, ii.sku
+        ORDER BY ii.user_id, ii.sku
+    LOOP
+        CONTINUE WHEN x.k = 0;
+        UPDATE inventory_items SET on_hand = on_hand - least(x.k, x.held),
+            reserved = reserved - least(x.k, x.held) WHERE id = x.item;
+        IF x.k >= x.held THEN
+            UPDATE inventory_reservations SET status = 'consumed', consumed_at = now()
+            WHERE id = x.rid;
+        ELSE
+            UPDATE inventory_reservations SET quantity = quantity - x.k WHERE id = x.rid;
+        END IF;
+    END LOOP;
+END $$;
+
+-- p may also hold "consume_lines": the TikTok line item ids whose stock
+-- leaves when the row first becomes shipped (inventory_consume_lines), so a
+-- package's stock goes with it, once, in the transaction that records it.
 CREATE FUNCTION shipment_save(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     r shipments;
     out jsonb;
+    prev text;
 BEGIN
     r := jsonb_populate_record(NULL::shipments, p);
     IF r.id IS NULL THEN
@@ -170,6 +206,12 @@ BEGIN
             coalesce(r.state, 'new'))
         ON CONFLICT (idem_key) DO UPDATE SET idem_key = EXCLUDED.idem_key
         RETURNING s.id INTO r.id;
+    END IF;
+    SELECT s.state INTO prev FROM shipments s WHERE s.id = r.id AND s.user_id = r.user_id
+    FOR UPDATE;
+    IF r.state = 'shipped' AND prev IS DISTINCT FROM 'shipped' AND p ? 'consume_lines' THEN
+        PERFORM inventory_consume_lines((SELECT s.order_id FROM shipments s WHERE s.id = r.id),
+            ARRAY(SELECT jsonb_array_elements_text(p -> 'consume_lines')));
     END IF;
     UPDATE shipments s SET
         state = coalesce(r.state, s.state),

@@ -788,7 +788,9 @@ ship_shipped(struct ship_task *t, const char *package_id)
 	util_count(&t->s->fig.ships, 1);
 	log_info("package shipped on TikTok", "order=%s package=%s", t->order,
 	    package_id != NULL ? package_id : "");
-	ship_save(t, json_pack("{s:s,s:s?}", "state", "shipped", "tiktok_package_id", package_id),
+	/* Its lines' stock leaves with it (once: shipment_save). */
+	ship_save(t, json_pack("{s:s,s:s?,s:O*}", "state", "shipped", "tiktok_package_id", package_id,
+	    "consume_lines", json_object_get(ship_pkg(t), "lines")),
 	    ship_is_tiktok(t) ? ship_fetch_doc : ship_advance);
 }
 

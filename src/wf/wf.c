@@ -112,6 +112,17 @@ struct wf_job {
 	int		metric_action;	/* the action the commit is about, or WF_A_COUNT */
 };
 
+/*
+ * An order whose run is being loaded.  A change that arrives meanwhile
+ * finds no job and no parked entry; it marks the load dirty, so the run is
+ * loaded again with the new facts (the wake the change wrote in the row
+ * would be cleared by the commit of a decision made on the old ones).
+ */
+struct wf_pending_load {
+	int		loads;		/* loads out that name the order */
+	bool		dirty;		/* it changed since they were sent */
+};
+
 /* A creator's rules and latest definitions, as a worker keeps them. */
 struct wf_creator {
 	struct wf_rules	*rules;		/* NULL: none stored (the default applies) */
@@ -165,6 +176,7 @@ struct wf {
 	json_t		*load_wf;	/* wf ids to load */
 	json_t		*load_order;	/* order ids to load */
 	struct smap	*waiting_reqs;	/* order id -> struct wf_req_list * (for a load) */
+	struct smap	*loading;	/* order id -> struct wf_pending_load, while a load is out */
 	struct wf_job	**choosing;	/* CHOOSING jobs */
 	int		nchoosing, choosecap;
 	bool		choosing_out;	/* their creators' rules are being read */
@@ -576,6 +588,28 @@ wf_want_load(struct wf *wf, const char *order, const char *wf_id)
 	wf_kick(wf);
 }
 
+/* A load of orders was sent (loads = 1) or is over (-1). */
+static void
+wf_pending(struct wf *wf, json_t *orders, int loads)
+{
+	json_t *o;
+	size_t i;
+
+	json_array_foreach(orders, i, o) {
+		struct wf_pending_load *p = smap_get(wf->loading, json_string_value(o));
+
+		if (p == NULL && loads > 0) {
+			p = xcalloc(1, sizeof(*p));
+			smap_put(wf->loading, json_string_value(o), p);
+		}
+		if (p == NULL)
+			continue;
+		p->loads += loads;
+		if (p->loads <= 0)
+			free(smap_del(wf->loading, json_string_value(o)));
+	}
+}
+
 /* The definition of a loaded run: a built-in, or the creator's version. */
 static struct wf_def *
 wf_row_def(struct wf *wf, PGresult *r, int i)
@@ -676,7 +710,9 @@ static void wf_req_run(struct wf_job *j, struct wf_req *q);
 struct wf_loading {
 	struct wf	*wf;
 	struct smap	*reqs;		/* order id -> struct wf_req_list * */
+	json_t		*orders;	/* the order ids it loads */
 };
+
 
 static void
 wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
@@ -684,6 +720,7 @@ wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
 	const char *order = PQgetvalue(r, i, WF_L_ORDER);
 	struct wf_job *j = smap_get(wf->jobs, order);
 	struct wf_req_list *reqs = smap_del(waiting, order);
+	struct wf_pending_load *p;
 	struct wf_req *q;
 	bool mine = PQgetvalue(r, i, WF_L_MINE)[0] == 't';
 
@@ -707,7 +744,11 @@ wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
 		wf_heap_remove(wf, j);
 	else
 		twheel_cancel(&j->timer);
-	j->reload = false;
+	p = smap_get(wf->loading, order);
+	/* Changed while this load was out: its facts may be older than the change. */
+	j->reload = p != NULL && p->dirty;
+	if (p != NULL)
+		p->dirty = false;
 	if (!wf_row_run(wf, &j->run, r, i)) {
 		log_warn("workflow run cannot be loaded: unknown definition or status", "order=%s",
 		    order);
@@ -770,6 +811,9 @@ wf_on_load(struct pg_batch *b, void *arg)
 		    "error=%s", log_quote(pg_batch_error(b)));
 	wf_reqs_unloaded(ld->reqs, ok && !ld->wf->closing ? NULL :
 	    "the workflow cannot be read now");
+	if (!ld->wf->closing)
+		wf_pending(ld->wf, ld->orders, -1);
+	json_decref(ld->orders);
 	free(ld);
 }
 
@@ -790,8 +834,9 @@ wf_flush_loads(struct wf *wf)
 	o[0] = '{', o[strlen(o) - 1] = '}';
 	snprintf(lease, sizeof(lease), "%lld", (long long)wf->w->cfg->workflow.lease);
 	ld = xmalloc(sizeof(*ld));
-	*ld = (struct wf_loading){ wf, wf->waiting_reqs };
+	*ld = (struct wf_loading){ wf, wf->waiting_reqs, json_copy(wf->load_order) };
 	wf->waiting_reqs = smap_new();
+	wf_pending(wf, ld->orders, 1);
 	b = pg_batch_new(wf_on_load, ld);
 	pg_batch_add(b, true, "wf_load", 4, (const char *[]){ a, o, wf->w->set->instance, lease });
 	json_array_clear(wf->load_wf);
@@ -801,6 +846,8 @@ wf_flush_loads(struct wf *wf)
 	if (pg_submit(wf->w->pg, b) != PG_OK) {
 		/* The rows stay due in the database: the sweep comes back for them. */
 		wf_reqs_unloaded(ld->reqs, "database unavailable");
+		wf_pending(wf, ld->orders, -1);
+		json_decref(ld->orders);
 		free(ld);
 	}
 }
@@ -1802,6 +1849,8 @@ wf_order_changed(struct worker *w, const struct order_change *c)
 		atomic_store_explicit(&wf->fig.parked, (long long)uset_count(wf->parked),
 		    memory_order_relaxed);
 		wf_want_load(wf, c->id, NULL);
+	} else if (smap_get(wf->loading, c->id) != NULL) {
+		((struct wf_pending_load *)smap_get(wf->loading, c->id))->dirty = true;
 	}
 	/* Not here: the change woke its row (retry_after), where the sweep finds it. */
 }
@@ -1975,6 +2024,7 @@ wf_new(struct worker *w)
 	wf->jobs = smap_new();
 	wf->parked = uset_new();
 	wf->waiting_reqs = smap_new();
+	wf->loading = smap_new();
 	wf->creators = smap_new();
 	wf->defs = smap_new();
 	wf->load_wf = json_array();
@@ -2079,6 +2129,7 @@ wf_free(struct worker *w)
 	smap_free(wf->jobs, NULL);
 	uset_free(wf->parked);
 	smap_free(wf->waiting_reqs, free);
+	smap_free(wf->loading, free);
 	smap_free(wf->creators, wf_creator_free);
 	smap_free(wf->defs, (void (*)(void *))wf_def_unref);
 	json_decref(wf->load_wf);

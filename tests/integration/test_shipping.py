@@ -392,17 +392,31 @@ def test_split_packages_ship_one_by_one(make_daemon, fake, carrier, certs):
              dict(line("l2", "B", "6.00"), package_id="8000000000000000002")]
     order(fake, "9951", lines, packages=[{"id": "8000000000000000001"},
                                          {"id": "8000000000000000002"}], **SELLER)
-    d = shipper(make_daemon, fake, carrier, certs, settings={"from_address": FROM, "parcel": PARCEL})
-    # The second package's ship call fails once: the first stays shipped, not shipped again.
-    fake.fault(path="/fulfillment/202309/packages/8000000000000000002/ship", http_status=503,
+    d = shipper(make_daemon, fake, carrier, certs, start=False,
+                settings={"from_address": FROM, "parcel": PARCEL})
+    stock(d, "S-A", 5)
+    stock(d, "S-B", 5)
+    d.start(migrate=False)
+    # TikTok refuses the second package once: the first is shipped (its stock gone), the
+    # second waits for a person.
+    fake.fault(path="/fulfillment/202309/packages/8000000000000000002/ship", code=21011007,
                count=1)
     hook(d, "9951", "sp1")
+    wait_wf(d, "9951", ("failed", "ready_to_ship"))
+    assert [r[0] for r in shipments(d, "9951")] == ["shipped", "purchased"]
+    assert stock_of(d, "S-A") == (4, 0) and stock_of(d, "S-B") == (5, 1)
+    assert fake.stats()["packages_shipped"] == {"8000000000000000001": 1}
+    # Retried: the second ships; the first is not shipped again.
+    assert act(d, "9951", "retry").status == 200
     wait_wf(d, "9951", ("waiting", "shipped", "delivery"), timeout=30)
     rows = shipments(d, "9951")
     assert [r[0] for r in rows] == ["shipped", "shipped"] and len({r[3] for r in rows}) == 2
     assert fake.stats()["packages_shipped"] == {"8000000000000000001": 1,
                                                 "8000000000000000002": 1}
     assert carrier.stats()["purchases"] == 2
+    assert stock_of(d, "S-A") == (4, 0) and stock_of(d, "S-B") == (4, 0)
+    assert sql(d, "SELECT status FROM inventory_reservations ORDER BY 1") == \
+        [("consumed",), ("consumed",)]
     assert fake.orders()["9951"]["status"] == "AWAITING_COLLECTION"
     assert len(detail(d, "9951")["shipping_info"]["packages"]) == 2
 
