@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -62,6 +63,8 @@ static const char ship_ctx_sql[] =
 
 static const char ship_save_sql[] = "SELECT shipment_save($1::jsonb)::text";
 
+/* Shops whose confirmations one loop turn sends (more wait for the next turn). */
+#define SHIP_CONFIRM_SHOPS_MAX 256
 /* How often worker 0 reads the SLA clock. */
 #define SHIP_SLA_EVERY_MS 10000
 
@@ -98,6 +101,8 @@ struct ship {
 	struct worker	*w;
 	struct smap	*providers;	/* "shop:delivery option" -> struct ship_providers */
 	bool		closing;
+	struct smap	*confirms;	/* shop id -> struct ship_confirms, for this loop turn */
+	struct event	*confirm_kick;	/* sends them at the end of the turn */
 	struct twheel_timer sla_timer;	/* worker 0: the SLA clock */
 	bool		sla_out;	/* its query is in flight */
 	atomic_llong	at_risk, late;	/* its last reading (worker 0's), -1: none yet */
@@ -132,6 +137,9 @@ struct ship_task {
 };
 
 static void ship_next(struct ship_task *t);
+struct ship_confirms;
+static void ship_confirm_flush(struct ship_confirms *b);
+static void ship_on_confirm_kick(evutil_socket_t fd, short what, void *arg);
 static void ship_on_ctx(struct ship_task *t, json_t *ctx, const char *error);
 /* The context's continuation, to tell "no such order" from a failure. */
 static ship_db_next *const ship_on_ctx_hook = ship_on_ctx;
@@ -191,6 +199,8 @@ ship_new(struct worker *w)
 
 	s->w = w;
 	s->providers = smap_new();
+	s->confirms = smap_new();
+	s->confirm_kick = event_new(w->base, -1, 0, ship_on_confirm_kick, s);
 	twheel_timer_init(&s->sla_timer, ship_on_sla_timer);
 	atomic_init(&s->at_risk, -1);
 	atomic_init(&s->late, -1);
@@ -212,8 +222,18 @@ ship_close(struct worker *w)
 	struct ship *s = w->svc[SERVICE_SHIP];
 
 	if (s != NULL) {
+		const char *k;
+		void *v;
+		size_t pos = 0;
+
 		s->closing = true;
 		twheel_cancel(&s->sla_timer);
+		event_del(s->confirm_kick);
+		/* Confirmations not sent yet end now (shutting down). */
+		while (smap_count(s->confirms) > 0 && smap_next(s->confirms, &pos, &k, &v)) {
+			ship_confirm_flush(v);
+			pos = 0;
+		}
 	}
 }
 
@@ -225,6 +245,9 @@ ship_free(struct worker *w)
 	if (s == NULL)
 		return;
 	smap_free(s->providers, ship_providers_free);
+	smap_free(s->confirms, free);
+	if (s->confirm_kick != NULL)
+		event_free(s->confirm_kick);
 	free(s);
 }
 
@@ -409,7 +432,8 @@ ship_cr_unsent(struct ship_task *t, enum cr_status st)
 	else if (st == CR_BADID)
 		ship_end(t, SHIP_FAIL, 0, "the carrier's shipment or rate id is missing or not usable");
 	else
-		ship_end(t, SHIP_RETRY, 0, "the carrier client's queue is full");
+		/* Our own queue, not the carrier: again soon, no attempt used. */
+		ship_end(t, SHIP_WAIT, 1000, "the carrier client's queue is full");
 }
 
 /* A carrier call that failed: retry, or fail with what the carrier said. */
@@ -481,7 +505,7 @@ ship_tt(struct ship_task *t, const char *method, const char *path,
 	if (st == TT_OPEN)
 		ship_end(t, SHIP_WAIT, tt_breaker_wait_ms(tt), "the TikTok breaker is open");
 	else
-		ship_end(t, SHIP_RETRY, 0, "the TikTok client's queue is full");
+		ship_end(t, SHIP_WAIT, 1000, "the TikTok client's queue is full");
 	return false;
 }
 
@@ -742,7 +766,6 @@ ship_label_package(struct ship_task *t)
 /* ---- TikTok: ship ------------------------------------------------------------------ */
 
 static void ship_tt_call(struct ship_task *t, json_t *row, const char *error);
-static void ship_store_snapshot(struct ship_task *t, json_t *order, const char *status);
 static void ship_refused(struct ship_task *t, json_t *row, const char *error);
 
 static void
@@ -1003,68 +1026,186 @@ ship_ship_package(struct ship_task *t)
 
 /* ---- TikTok: confirm ---------------------------------------------------------------- */
 
-static void
-ship_on_snapshot(const char *error, const struct ostore_applied *r, void *arg)
-{
-	struct ship_task *t = arg;
-
-	if (error != NULL)
-		ship_end(t, SHIP_RETRY, 0, "storing TikTok's view of the order failed: %s", error);
-	else
-		ship_end(t, SHIP_DONE, 0, "TikTok reports %s", t->why);
-}
-
 /*
- * TikTok's order as it now is, stored the way every snapshot is (ostore),
- * so the status here is TikTok's at once, not at the next webhook or poll.
+ * Confirmations are batched per shop: the ones that come in one loop turn
+ * (up to TT_DETAIL_MAX) share one Get Order Detail and one ostore_apply,
+ * which stores TikTok's view of every order that shipped, so the status
+ * here is TikTok's at once, not at the next webhook or poll.
  */
-static void
-ship_store_snapshot(struct ship_task *t, json_t *order, const char *status)
-{
-	const char *shop = json_string_value(json_object_get(t->ctx, "shop_id")), *id;
-	char err[200];
-	json_t *rec = apply_normalize(order, &id, err, sizeof(err)), *recs;
+struct ship_confirms {
+	struct ship	*s;
+	char		shop[37];
+	int		n;
+	struct ship_task *tasks[TT_DETAIL_MAX];
+	json_t		*done;		/* out: the tasks whose order TikTok reports shipped */
+};
 
-	snprintf(t->why, sizeof(t->why), "%s", status);
-	if (rec == NULL || id == NULL || strcmp(id, json_string_value(json_object_get(t->ctx,
-	    "tiktok_order_id"))) != 0) {
-		json_decref(rec);
-		ship_end(t, SHIP_DONE, 0, "TikTok reports %s (its order is not one we can store: %s)",
-		    status, rec == NULL ? err : "another id");
-		return;
-	}
-	recs = json_pack("[o]", rec);
-	if (!ostore_apply(t->s->w, shop, recs, "{}", ship_on_snapshot, t))
-		ship_end(t, SHIP_RETRY, 0, "the database is unavailable");
-	json_decref(recs);
+static void
+ship_confirms_free(struct ship_confirms *b)
+{
+	if (b->done != NULL)
+		json_decref(b->done);
+	free(b);
+}
+
+/* Every task of the batch from `from` on ends with v and the same why. */
+static void
+ship_confirms_end(struct ship_confirms *b, int from, enum ship_verdict v, int64_t delay,
+    const char *why)
+{
+	for (int i = from; i < b->n; i++)
+		if (b->tasks[i] != NULL)
+			ship_end(b->tasks[i], v, delay, "%s", why);
+	ship_confirms_free(b);
 }
 
 static void
-ship_on_confirm(struct ship_task *t, const struct tt_result *r)
+ship_on_snapshots(const char *error, const struct ostore_applied *r, void *arg)
 {
-	json_t *o = json_array_get(json_object_get(r->data, "orders"), 0);
-	const char *st = json_string_value(json_object_get(o, "status"));
+	struct ship_confirms *b = arg;
+
+	for (int i = 0; i < b->n; i++) {
+		struct ship_task *t = b->tasks[i];
+
+		if (error != NULL)
+			ship_end(t, SHIP_RETRY, 0, "storing TikTok's view of the order failed: %s",
+			    error);
+		else
+			ship_end(t, SHIP_DONE, 0, "TikTok reports %s", t->why);
+	}
+	ship_confirms_free(b);
+}
+
+/* The task's order in TikTok's answer: shipped (kept), or not yet (ended). */
+static bool
+ship_confirm_one(struct ship_task *t, json_t *orders, json_t *records)
+{
+	const char *tid = json_string_value(json_object_get(t->ctx, "tiktok_order_id")), *id, *st;
+	char err[200];
+	json_t *o, *rec;
+	size_t i;
+
+	json_array_foreach(orders, i, o) {
+		if (strcmp(json_string_value(json_object_get(o, "id")) != NULL ?
+		    json_string_value(json_object_get(o, "id")) : "", tid) != 0)
+			continue;
+		st = json_string_value(json_object_get(o, "status"));
+		for (size_t k = 0; st != NULL && ship_shipped_statuses[k] != NULL; k++) {
+			if (strcmp(st, ship_shipped_statuses[k]) != 0)
+				continue;
+			snprintf(t->why, sizeof(t->why), "%s", st);
+			if ((rec = apply_normalize(o, &id, err, sizeof(err))) != NULL)
+				json_array_append_new(records, rec);
+			return true;
+		}
+		ship_end(t, SHIP_RETRY, 0, "TikTok still reports the order %.40s",
+		    st != NULL ? st : "(no status)");
+		return false;
+	}
+	ship_end(t, SHIP_RETRY, 0, "TikTok does not know the order");
+	return false;
+}
+
+static void
+ship_on_confirms(const struct tt_result *r, void *arg)
+{
+	struct ship_confirms *b = arg;
+	json_t *records = json_array(), *orders = json_object_get(r->data, "orders");
+	int kept = 0;
 
 	if (r->status != TT_OK) {
-		ship_tt_failed(t, r, "Get Order Detail");
+		char why[300];
+
+		snprintf(why, sizeof(why), "Get Order Detail on TikTok failed: %s", r->error);
+		json_decref(records);
+		ship_confirms_end(b, 0, r->status == TT_RETRY ? SHIP_RETRY : SHIP_FAIL,
+		    r->retry_after_ms, why);
 		return;
 	}
-	for (size_t i = 0; st != NULL && ship_shipped_statuses[i] != NULL; i++)
-		if (strcmp(st, ship_shipped_statuses[i]) == 0) {
-			ship_store_snapshot(t, o, st);
-			return;
-		}
-	ship_end(t, SHIP_RETRY, 0, "TikTok still reports the order %.40s", st != NULL ? st :
-	    "(not found)");
+	for (int i = 0; i < b->n; i++)
+		if (ship_confirm_one(b->tasks[i], orders, records))
+			b->tasks[kept++] = b->tasks[i];
+	b->n = kept;
+	if (kept == 0 || json_array_size(records) == 0) {
+		json_decref(records);
+		ship_on_snapshots(NULL, NULL, b);
+		return;
+	}
+	if (!ostore_apply(b->s->w, b->shop, records, "{}", ship_on_snapshots, b))
+		ship_confirms_end(b, 0, SHIP_RETRY, 0, "the database is unavailable");
+	json_decref(records);
+}
+
+/* Send the shop's batch: one Get Order Detail for all its orders. */
+static void
+ship_confirm_flush(struct ship_confirms *b)
+{
+	struct tt *tt = b->s->w->svc[SERVICE_TT];
+	const char *ids[TT_DETAIL_MAX];
+	struct tt_creds c;
+	enum tt_status st;
+
+	smap_del(b->s->confirms, b->shop);
+	if (b->s->closing) {
+		ship_confirms_end(b, 0, SHIP_RETRY, 0, "shutting down");
+		return;
+	}
+	for (int i = 0; i < b->n; i++)
+		ids[i] = json_string_value(json_object_get(b->tasks[i]->ctx, "tiktok_order_id"));
+	/* The shop's credentials, as every task of the batch has them. */
+	if (!ship_creds(b->tasks[0], &c)) {
+		/* ship_creds ended the first task; the others share its fate. */
+		b->tasks[0] = NULL;
+		ship_confirms_end(b, 1, SHIP_RETRY, 0, "the order's shop cannot be used now");
+		return;
+	}
+	st = tt_get_orders(tt, &c, ids, (size_t)b->n, ship_on_confirms, b);
+	if (st == TT_OPEN)
+		ship_confirms_end(b, 0, SHIP_WAIT, tt_breaker_wait_ms(tt), "the TikTok breaker is open");
+	else if (st != TT_OK)
+		ship_confirms_end(b, 0, SHIP_WAIT, 1000, "the TikTok client's queue is full");
+}
+
+/* End of the loop turn: every shop's batch goes. */
+static void
+ship_on_confirm_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct ship *s = arg;
+	struct smap *all = s->confirms;
+	const char *k;
+	void *v;
+	size_t pos = 0, n = 0;
+	struct ship_confirms *list[SHIP_CONFIRM_SHOPS_MAX];
+
+	while (smap_next(all, &pos, &k, &v) && n < SHIP_CONFIRM_SHOPS_MAX)
+		list[n++] = v;
+	for (size_t i = 0; i < n; i++)
+		ship_confirm_flush(list[i]);
+	if (smap_count(s->confirms) > 0)
+		event_active(s->confirm_kick, 0, 0);
 }
 
 static void
 ship_confirm(struct ship_task *t)
 {
-	struct ttsign_param q[] = { { "ids", json_string_value(json_object_get(t->ctx,
-	    "tiktok_order_id")) } };
+	struct ship *s = t->s;
+	const char *shop = json_string_value(json_object_get(t->ctx, "shop_id"));
+	struct ship_confirms *b;
 
-	ship_tt(t, "GET", "/order/202309/orders", q, 1, NULL, ship_on_confirm);
+	if (shop == NULL || strlen(shop) >= sizeof(b->shop)) {
+		ship_end(t, SHIP_FAIL, 0, "the order has no TikTok shop");
+		return;
+	}
+	if ((b = smap_get(s->confirms, shop)) == NULL) {
+		b = xcalloc(1, sizeof(*b));
+		b->s = s;
+		snprintf(b->shop, sizeof(b->shop), "%s", shop);
+		smap_put(s->confirms, shop, b);
+		event_active(s->confirm_kick, 0, 0);
+	}
+	b->tasks[b->n++] = t;
+	if (b->n == TT_DETAIL_MAX)
+		ship_confirm_flush(b);
 }
 
 /* ---- voids ------------------------------------------------------------------------- */
