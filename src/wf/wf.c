@@ -63,6 +63,11 @@
 #define WF_DEF_CACHE_MAX 2000
 /* (workflow, step) label pairs a worker counts; the rest go to "other". */
 #define WF_LABELS_MAX 256
+/*
+ * Shipping steps a worker has out at once: beyond it, ready runs wait in
+ * the heap (in deadline order) rather than in the HTTPS clients' queues.
+ */
+#define WF_CALLS_MAX 256
 /* Runs woken by one stock check. */
 #define WF_WAKE_MAX 1000
 
@@ -168,6 +173,7 @@ struct wf {
 	size_t		nheap, heapcap;
 	TAILQ_HEAD(, wf_job) queue;	/* QUEUED jobs */
 	int		nqueue;
+	int		ncalling;	/* CALLING jobs: their steps run outside */
 	struct wf_job	**sent;		/* the batch in flight, by n - 1 */
 	int		nsent;
 	int		writer_tries;	/* refused rounds in a row */
@@ -543,8 +549,10 @@ wf_job_free(struct wf_job *j)
 		TAILQ_REMOVE(&wf->queue, j, qentry);
 		wf->nqueue--;
 	}
-	if (j->task != NULL)
+	if (j->task != NULL) {
 		ship_abandon(j->task);
+		wf->ncalling--;
+	}
 	wf_job_drop_reqs(j, 503, "unavailable", "the workflow could not be reached; try again");
 	if (smap_get(wf->jobs, j->run.order_id) == j)
 		smap_del(wf->jobs, j->run.order_id);
@@ -712,7 +720,6 @@ struct wf_loading {
 	struct smap	*reqs;		/* order id -> struct wf_req_list * */
 	json_t		*orders;	/* the order ids it loads */
 };
-
 
 static void
 wf_loaded_row(struct wf *wf, struct smap *waiting, PGresult *r, int i)
@@ -1244,6 +1251,8 @@ wf_on_called(const struct ship_outcome *o, void *arg)
 	struct wf_step_env env;
 	json_t *item = j->item;
 
+	if (j->task != NULL)
+		j->wf->ncalling--;
 	j->task = NULL;
 	j->item = NULL;
 	j->phase = WF_JOB_TIMER;
@@ -1283,7 +1292,9 @@ wf_call(struct wf_job *j, json_t *item)
 	}
 	j->task = ship_run(j->wf->w, (enum ship_step)ai->call, j->run.order_id, j->run.creator,
 	    json_string_value(json_object_get(call, "key")), wf_on_called, j);
-	if (j->task == NULL) {
+	if (j->task != NULL)
+		j->wf->ncalling++;
+	else {
 		struct ship_outcome o = { .verdict = SHIP_RETRY, .error = "the database is unavailable" };
 
 		wf_on_called(&o, j);
@@ -1298,7 +1309,7 @@ wf_pump(struct wf *wf)
 	int64_t room = wf->w->cfg->workflow.max_batch * 2;
 
 	wf_env(wf, &env);
-	while (wf->nheap > 0 && wf->nqueue < room) {
+	while (wf->nheap > 0 && wf->nqueue < room && wf->ncalling < WF_CALLS_MAX) {
 		struct wf_job *j = wf_heap_pop(wf);
 		json_t *item;
 
