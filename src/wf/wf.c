@@ -221,7 +221,8 @@ static const char wf_load_sql[] =
     "  WHERE w.id IN (SELECT unnest($1::uuid[]) UNION ALL SELECT x.id FROM order_workflows x"
     "  WHERE x.order_id = ANY ($2::uuid[]))"
     "  AND w.workflow_status IN ('running', 'waiting', 'paused', 'failed', 'compensating')"
-    "  FOR UPDATE),"
+    /* In id order: two daemons loading the same runs must not deadlock. */
+    "  ORDER BY w.id FOR UPDATE),"
     " c AS (UPDATE order_workflows w SET lease_owner = $3,"
     "  lease_until = now() + $4::bigint * interval '1 millisecond' FROM t"
     "  WHERE w.id = t.id AND (w.lease_until IS NULL OR w.lease_until < now()"
@@ -719,6 +720,7 @@ struct wf_loading {
 	struct wf	*wf;
 	struct smap	*reqs;		/* order id -> struct wf_req_list * */
 	json_t		*orders;	/* the order ids it loads */
+	json_t		*wfs;		/* and the run ids */
 };
 
 static void
@@ -813,7 +815,19 @@ wf_on_load(struct pg_batch *b, void *arg)
 		for (int i = 0; i < PQntuples(r); i++)
 			wf_loaded_row(ld->wf, ld->reqs, r, i);
 	}
-	else if (!ok)
+	else if (!ok && !ld->wf->closing && (strcmp(pg_batch_sqlstate(b), "40P01") == 0 ||
+	    strcmp(pg_batch_sqlstate(b), "40001") == 0)) {
+		/*
+		 * Lost a race for the rows (another process loading or committing
+		 * them): load them again now.  Left alone they would wait for the
+		 * sweep, which takes a run only once this process's lease is over.
+		 */
+		log_info("workflow load lost a race; loading again", "error=%s",
+		    log_quote(pg_batch_error(b)));
+		json_array_extend(ld->wf->load_order, ld->orders);
+		json_array_extend(ld->wf->load_wf, ld->wfs);
+		wf_kick(ld->wf);
+	} else if (!ok)
 		log_warn("workflow load failed; the claim sweep will retry",
 		    "error=%s", log_quote(pg_batch_error(b)));
 	wf_reqs_unloaded(ld->reqs, ok && !ld->wf->closing ? NULL :
@@ -821,6 +835,7 @@ wf_on_load(struct pg_batch *b, void *arg)
 	if (!ld->wf->closing)
 		wf_pending(ld->wf, ld->orders, -1);
 	json_decref(ld->orders);
+	json_decref(ld->wfs);
 	free(ld);
 }
 
@@ -841,7 +856,8 @@ wf_flush_loads(struct wf *wf)
 	o[0] = '{', o[strlen(o) - 1] = '}';
 	snprintf(lease, sizeof(lease), "%lld", (long long)wf->w->cfg->workflow.lease);
 	ld = xmalloc(sizeof(*ld));
-	*ld = (struct wf_loading){ wf, wf->waiting_reqs, json_copy(wf->load_order) };
+	*ld = (struct wf_loading){ wf, wf->waiting_reqs, json_copy(wf->load_order),
+	    json_copy(wf->load_wf) };
 	wf->waiting_reqs = smap_new();
 	wf_pending(wf, ld->orders, 1);
 	b = pg_batch_new(wf_on_load, ld);
@@ -855,6 +871,7 @@ wf_flush_loads(struct wf *wf)
 		wf_reqs_unloaded(ld->reqs, "database unavailable");
 		wf_pending(wf, ld->orders, -1);
 		json_decref(ld->orders);
+		json_decref(ld->wfs);
 		free(ld);
 	}
 }
