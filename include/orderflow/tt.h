@@ -8,7 +8,8 @@
  * circuit breaker for TikTok lives here: while it is open nothing is sent.
  *
  * Owned by one worker; called by proc (Get Order Detail), poll (Search
- * Orders) and ship (Ship Package, shipping documents and providers); health reads the counters and the breaker state.
+ * Orders) and ship (Ship Package, shipping documents and providers);
+ * health reads the counters and the breaker state.
  */
 #ifndef ORDERFLOW_TT_H
 #define ORDERFLOW_TT_H
