@@ -140,9 +140,6 @@ static void ship_next(struct ship_task *t);
 struct ship_confirms;
 static void ship_confirm_flush(struct ship_confirms *b);
 static void ship_on_confirm_kick(evutil_socket_t fd, short what, void *arg);
-static void ship_on_ctx(struct ship_task *t, json_t *ctx, const char *error);
-/* The context's continuation, to tell "no such order" from a failure. */
-static ship_db_next *const ship_on_ctx_hook = ship_on_ctx;
 
 void
 ship_prepare(struct pg_pool *pg)
@@ -307,12 +304,13 @@ ship_on_db(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 	json_t *row = NULL;
 
-	if (error == NULL && r != NULL && PQntuples(r) == 0 && t->db_next == ship_on_ctx_hook) {
-		ship_end(t, SHIP_NOT_FOUND, 0, "no such order");
+	/* No row and no error: the continuation says what a missing row means. */
+	if (error == NULL && r != NULL && PQntuples(r) == 0) {
+		t->db_next(t, NULL, NULL);
 		return;
 	}
 	if (error == NULL && (r == NULL || PQntuples(r) != 1 || PQgetisnull(r, 0, 0)))
-		error = "the order or its shipment is not there";
+		error = "the database's answer is not one row";
 	if (error == NULL && (row = json_loads(PQgetvalue(r, 0, 0), 0, NULL)) == NULL)
 		error = "the database answered something that is not JSON";
 	t->db_next(t, row, error);
@@ -370,6 +368,8 @@ ship_on_saved(struct ship_task *t, json_t *row, const char *error)
 {
 	ship_db_next *then = t->saved_next;
 
+	if (error == NULL && row == NULL)
+		error = "the shipment is not there";
 	if (error != NULL) {
 		ship_end(t, SHIP_RETRY, 0, "recording the shipment failed: %s", error);
 		return;
@@ -1367,6 +1367,10 @@ ship_on_ctx(struct ship_task *t, json_t *ctx, const char *error)
 {
 	if (error != NULL) {
 		ship_end(t, SHIP_RETRY, 0, "reading the order's shipping failed: %s", error);
+		return;
+	}
+	if (ctx == NULL) {
+		ship_end(t, SHIP_NOT_FOUND, 0, "no such order");
 		return;
 	}
 	t->ctx = json_incref(ctx);
