@@ -23,5 +23,8 @@ void admin_prepare(struct pg_pool *pg);
 void admin_dead_letters(struct httpd_req *hr);
 void admin_replay_one(struct httpd_req *hr);
 void admin_replay_all(struct httpd_req *hr);
+/* GET /api/admin/creators?limit&after, POST /api/admin/creators {"email","name","id"} */
+void admin_creators_list(struct httpd_req *hr);
+void admin_creators_create(struct httpd_req *hr);
 
 #endif

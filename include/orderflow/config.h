@@ -91,6 +91,17 @@ struct config {
 		int64_t	sync_margin;	/* ms the poll window reaches back before the cursor */
 		int64_t	sync_lookback;	/* ms a shop's first poll reaches back */
 		int64_t	sync_page_size;	/* orders per Search Orders page */
+		/* Connecting shops (TikTok's authorization flow) and renewing their tokens. */
+		char	*app_key;	/* the partner app's key; "" = connecting is off */
+		char	*app_secret_file; /* file holding the app secret */
+		char	*service_id;	/* the app's service id, for the authorization page */
+		char	*authorize_url;	/* TikTok's authorization page */
+		char	*auth_base;	/* https://host of the token endpoints */
+		char	*connect_done_url; /* where the browser goes after a connect; "" = a page */
+		int64_t	state_lifetime;	/* ms an authorization link stays usable */
+		int64_t	token_refresh_margin; /* ms before expiry a token is renewed */
+		int64_t	token_lease;	/* ms one process holds a renewal */
+		char	*app_secret;	/* read from app_secret_file at load; NULL when none */
 	} tiktok;
 	struct {
 		char	*token;		/* bearer token of the admin endpoints; "" = disabled */

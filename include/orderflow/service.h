@@ -38,6 +38,7 @@ struct worker_set;
 enum service_id {
 	SERVICE_WEBHOOK,	/* TikTok webhooks and the shops' credentials */
 	SERVICE_TT,		/* the TikTok Shop API client and its breaker */
+	SERVICE_TOK,		/* renewing the shops' TikTok tokens */
 	SERVICE_CARRIER,	/* the carrier (label broker) API client and its breaker */
 	SERVICE_AUTH,		/* who calls the dashboard API */
 	SERVICE_RATELIMIT,	/* the dashboard API's token buckets */

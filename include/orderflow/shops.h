@@ -12,9 +12,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct pg_pool;
 struct worker;
+struct worker_set;
 struct shops;
 
 /* One row of the shops table. */
@@ -27,6 +29,10 @@ struct shop {
 	char	*creator_id;	/* shops.creator_id (uuid) */
 	char	*access_token;	/* "" when none */
 	char	*shop_cipher;	/* "" when none */
+	char	*auth_id;	/* tiktok_authorizations.id; "" = a token set by hand */
+	long long token_version; /* the authorization's version the token is of */
+	int64_t	token_expires;	/* Unix seconds; 0 when unknown */
+	char	*auth_status;	/* active, refused, revoked; "" without an authorization */
 };
 
 /* One app whose secret signs webhooks; several shops may share it. */
@@ -53,6 +59,13 @@ size_t shops_count(const struct shops *s);
 const struct shop *shops_at(const struct shops *s, size_t i);
 /* Note a status change made in the database before the next reload sees it. */
 void shops_set_status(struct shops *s, const char *id, const char *status);
+/* Install a renewed token in every shop of the authorization that has an older one. */
+void shops_set_token(struct shops *s, const char *auth_id, const char *token, long long version,
+    int64_t expires);
+/* Load again now (a shop was connected, paused or renewed). */
+void shops_reload(struct shops *s);
+/* The same on every worker of the process (any thread). */
+void shops_reload_all(struct worker_set *set);
 size_t shops_app_count(const struct shops *s);
 const struct shop_app *shops_app(const struct shops *s, size_t i);
 

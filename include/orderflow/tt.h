@@ -8,7 +8,8 @@
  * circuit breaker for TikTok lives here: while it is open nothing is sent.
  *
  * Owned by one worker; called by proc (Get Order Detail), poll (Search
- * Orders) and ship (Ship Package, shipping documents and providers);
+ * Orders), ship (Ship Package, shipping documents and providers), tok
+ * (token renewals) and connect (the authorization callback);
  * health reads the counters and the breaker state.
  */
 #ifndef ORDERFLOW_TT_H
@@ -50,6 +51,12 @@ struct tt_creds {
 	const char	*app_secret;
 	const char	*access_token;
 	const char	*shop_cipher;	/* "" = none */
+	/*
+	 * shops.id, or NULL.  When set, a call TikTok answers "token invalid
+	 * or expired" goes through tok_recover and is sent once more with the
+	 * token it gives; the caller sees only the second answer.
+	 */
+	const char	*shop_id;
 };
 
 typedef void tt_cb(const struct tt_result *r, void *arg);
@@ -83,6 +90,14 @@ struct ttsign_param;
 enum tt_status tt_call(struct tt *t, const struct tt_creds *c, const char *method,
     const char *path, const struct ttsign_param *query, size_t nquery, const char *body,
     tt_cb *cb, void *arg);
+
+/*
+ * GET path?query on tiktok.auth_base, unsigned (the token endpoints take
+ * app_key and app_secret in the query), through the same breaker.
+ * Returns like tt_get_orders.
+ */
+enum tt_status tt_auth_get(struct tt *t, const char *path, const struct ttsign_param *query,
+    size_t nquery, tt_cb *cb, void *arg);
 
 /* Ms until the open breaker lets a probe through (0 when it is not open). */
 int64_t tt_breaker_wait_ms(struct tt *t);

@@ -107,6 +107,15 @@ static const struct config_key config_keys[] = {
 	{ "tiktok", "sync_margin", CONFIG_DURATION, "5min", 0, SEC(86400), OFF(tiktok.sync_margin), 0 },
 	{ "tiktok", "sync_lookback", CONFIG_DURATION, "24h", SEC(1), SEC(15 * 86400), OFF(tiktok.sync_lookback), 0 },
 	{ "tiktok", "sync_page_size", CONFIG_INT, "50", 1, 100, OFF(tiktok.sync_page_size), 0 },
+	{ "tiktok", "app_key", CONFIG_STRING, "", 0, 0, OFF(tiktok.app_key), 0 },
+	{ "tiktok", "app_secret_file", CONFIG_STRING, "", 0, 0, OFF(tiktok.app_secret_file), 0 },
+	{ "tiktok", "service_id", CONFIG_STRING, "", 0, 0, OFF(tiktok.service_id), 0 },
+	{ "tiktok", "authorize_url", CONFIG_URL, "https://services.tiktokshop.com/open/authorize", 0, 0, OFF(tiktok.authorize_url), 0 },
+	{ "tiktok", "auth_base", CONFIG_URL, "https://auth.tiktok-shops.com", 0, 0, OFF(tiktok.auth_base), CONFIG_RESTART },
+	{ "tiktok", "connect_done_url", CONFIG_STRING, "", 0, 0, OFF(tiktok.connect_done_url), 0 },
+	{ "tiktok", "state_lifetime", CONFIG_DURATION, "10min", SEC(10), SEC(3600), OFF(tiktok.state_lifetime), 0 },
+	{ "tiktok", "token_refresh_margin", CONFIG_DURATION, "24h", SEC(1), SEC(30 * 86400), OFF(tiktok.token_refresh_margin), 0 },
+	{ "tiktok", "token_lease", CONFIG_DURATION, "30s", SEC(1), SEC(600), OFF(tiktok.token_lease), 0 },
 	{ "admin", "token", CONFIG_STRING, "", 0, 0, OFF(admin.token), 0 },
 	{ "auth", "jwt_secret", CONFIG_STRING, "", 0, 0, OFF(auth.jwt_secret), 0 },
 	{ "auth", "jwt_audience", CONFIG_STRING, "", 0, 0, OFF(auth.jwt_audience), 0 },
@@ -499,6 +508,31 @@ config_check_pairs(struct config_parse *p)
 	}
 }
 
+/* A done URL, when set, is a URL; connecting needs the key, the secret and the service id together. */
+static void
+config_check_connect(struct config_parse *p)
+{
+	const struct config *c = p->cfg;
+	size_t idx;
+	char *why;
+	int set;
+
+	if (c->tiktok.connect_done_url[0] != '\0' &&
+	    (why = config_check_url(c->tiktok.connect_done_url)) != NULL) {
+		config_find("tiktok", "connect_done_url", &idx);
+		config_fail(p, p->lines[idx], xasprintf("tiktok.connect_done_url: %s", why));
+		free(why);
+		return;
+	}
+	set = (c->tiktok.app_key[0] != '\0') + (c->tiktok.app_secret_file[0] != '\0') +
+	    (c->tiktok.service_id[0] != '\0');
+	if (set != 0 && set != 3) {
+		config_find("tiktok", "app_key", &idx);
+		config_fail(p, p->lines[idx], xstrdup("tiktok.app_key, tiktok.app_secret_file and "
+		    "tiktok.service_id go together: set all three to connect shops, or none"));
+	}
+}
+
 /* Secret files: read at load, so a reload picks up a rotated key. */
 static const struct {
 	const char *section, *name;
@@ -506,6 +540,7 @@ static const struct {
 } config_secrets[] = {
 	{ "carrier", "api_key_file", OFF(carrier.api_key) },
 	{ "carrier", "webhook_secret_file", OFF(carrier.webhook_secret) },
+	{ "tiktok", "app_secret_file", OFF(tiktok.app_secret) },
 };
 
 /* The secret in path: its first line, 1..CONFIG_SECRET_MAX bytes; NULL and *why when unusable. */
@@ -635,6 +670,8 @@ config_parse_text(const char *text, size_t len, const char *name, char **cause)
 	rc = ini_parse_stream(config_ini_reader, &r, config_ini_handler, &p);
 	if (rc == 0)
 		config_check_pairs(&p);
+	if (rc == 0 && p.cause == NULL)
+		config_check_connect(&p);
 	if (rc == 0 && p.cause == NULL)
 		config_load_secrets(&p);
 	if (rc != 0 && p.cause == NULL) {

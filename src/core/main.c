@@ -5,7 +5,7 @@
  * listeners, starts the workers, and then runs a small event loop of its
  * own for signals (SIGTERM/SIGINT drain, a second one exits at once,
  * SIGHUP reloads), readiness and the systemd STATUS line.  The one-shot
- * modes (-n, --migrate, the API key commands) run instead of all that,
+ * modes (-n, --migrate, the API key and creator commands) run instead of all that,
  * with blocking libpq.
  */
 #include "config.h"
@@ -23,6 +23,7 @@
 
 #include "orderflow.h"
 #include "orderflow/auth.h"
+#include "orderflow/creators.h"
 
 #define MAIN_POLL_MS 50		/* readiness and exit checks */
 #define MAIN_STATUS_MS 5000	/* systemd STATUS= line */
@@ -53,6 +54,8 @@ main_usage(int status)
 	    "       orderflowd [-c file] --create-api-key CREATOR_ID [--key-name NAME]\n"
 	    "       orderflowd [-c file] --revoke-api-key KEY_ID\n"
 	    "       orderflowd [-c file] --list-api-keys [CREATOR_ID]\n"
+	    "       orderflowd [-c file] --create-creator EMAIL [--name NAME] [--id UUID]\n"
+	    "       orderflowd [-c file] --list-creators\n"
 	    "  -c, --config FILE  configuration file (default %s/orderflowd.conf)\n"
 	    "  -n, --check        check the configuration and exit\n"
 	    "  -v, --verbose      log at debug level\n"
@@ -64,6 +67,9 @@ main_usage(int status)
 	    "                     revoke an API key\n"
 	    "      --list-api-keys [CREATOR_ID]\n"
 	    "                     list the API keys, of one creator or of all\n"
+	    "      --create-creator EMAIL [--name NAME] [--id UUID]\n"
+	    "                     add a creator (UUID: e.g. its Supabase Auth user id); print its id\n"
+	    "      --list-creators  list the creators\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         this help\n", OF_SYSCONFDIR);
 	exit(status);
@@ -217,6 +223,8 @@ enum main_mode {
 	MAIN_MODE_CREATE_KEY,	/* --create-api-key */
 	MAIN_MODE_REVOKE_KEY,	/* --revoke-api-key */
 	MAIN_MODE_LIST_KEYS,	/* --list-api-keys */
+	MAIN_MODE_CREATE_CREATOR, /* --create-creator */
+	MAIN_MODE_LIST_CREATORS, /* --list-creators */
 };
 
 static const char main_key_create_sql[] =
@@ -423,6 +431,33 @@ main_check_args(enum main_mode mode, char *arg, const char *name)
 	}
 }
 
+/* --create-creator's e-mail, --name and --id; exit 2 when one is malformed or out of place. */
+static void
+main_check_creator_args(enum main_mode mode, const char *email, const char *name, char *id)
+{
+	char uuid[JWT_UUID_LEN + 1];
+	const char *why;
+
+	if ((name != NULL || id != NULL) && mode != MAIN_MODE_CREATE_CREATOR) {
+		fprintf(stderr, "orderflowd: --name and --id go with --create-creator\n");
+		exit(2);
+	}
+	if (mode != MAIN_MODE_CREATE_CREATOR)
+		return;
+	if ((why = creators_email_check(email)) != NULL ||
+	    (name != NULL && (why = creators_name_check(name)) != NULL)) {
+		fprintf(stderr, "orderflowd: %s\n", why);
+		exit(2);
+	}
+	if (id != NULL) {
+		if (!jwt_uuid_parse(id, strlen(id), uuid)) {
+			fprintf(stderr, "orderflowd: \"%s\" is not a creator id (a UUID)\n", id);
+			exit(2);
+		}
+		memcpy(id, uuid, sizeof(uuid));
+	}
+}
+
 /* Run one API key command. */
 static int
 main_key_command(enum main_mode mode, const struct config *cfg, const char *arg,
@@ -451,8 +486,8 @@ main_set_mode(enum main_mode *mode, enum main_mode m)
 		return;
 	}
 	if (*mode != MAIN_MODE_SERVE && *mode != m) {
-		fprintf(stderr, "orderflowd: -n, --migrate, --create-api-key, --revoke-api-key and "
-		    "--list-api-keys exclude each other\n");
+		fprintf(stderr, "orderflowd: -n, --migrate, --create-api-key, --revoke-api-key, "
+		    "--list-api-keys, --create-creator and --list-creators exclude each other\n");
 		exit(2);
 	}
 	*mode = m;
@@ -461,7 +496,8 @@ main_set_mode(enum main_mode *mode, enum main_mode m)
 int
 main(int argc, char **argv)
 {
-	enum { OPT_MIGRATE = 1000, OPT_CREATE_KEY, OPT_REVOKE_KEY, OPT_LIST_KEYS, OPT_KEY_NAME };
+	enum { OPT_MIGRATE = 1000, OPT_CREATE_KEY, OPT_REVOKE_KEY, OPT_LIST_KEYS, OPT_KEY_NAME,
+		OPT_CREATE_CREATOR, OPT_LIST_CREATORS, OPT_NAME, OPT_ID };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'n' },
@@ -473,12 +509,17 @@ main(int argc, char **argv)
 		{ "revoke-api-key", required_argument, NULL, OPT_REVOKE_KEY },
 		{ "list-api-keys", no_argument, NULL, OPT_LIST_KEYS },
 		{ "key-name", required_argument, NULL, OPT_KEY_NAME },
+		{ "create-creator", required_argument, NULL, OPT_CREATE_CREATOR },
+		{ "list-creators", no_argument, NULL, OPT_LIST_CREATORS },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "id", required_argument, NULL, OPT_ID },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct main_ctx m = { .config_path = OF_SYSCONFDIR "/orderflowd.conf" };
 	enum main_mode mode = MAIN_MODE_SERVE;
 	char *cause = NULL, *key_arg = NULL;
-	const char *key_name = NULL;
+	const char *key_name = NULL, *creator_name = NULL;
+	char *creator_id = NULL;
 	int ch, rc;
 
 	while ((ch = getopt_long(argc, argv, "c:nvVh", longopts, NULL)) != -1) {
@@ -497,6 +538,13 @@ main(int argc, char **argv)
 			break;
 		case OPT_LIST_KEYS: main_set_mode(&mode, MAIN_MODE_LIST_KEYS); break;
 		case OPT_KEY_NAME: key_name = optarg; break;
+		case OPT_CREATE_CREATOR:
+			main_set_mode(&mode, MAIN_MODE_CREATE_CREATOR);
+			key_arg = optarg;
+			break;
+		case OPT_LIST_CREATORS: main_set_mode(&mode, MAIN_MODE_LIST_CREATORS); break;
+		case OPT_NAME: creator_name = optarg; break;
+		case OPT_ID: creator_id = optarg; break;
 		default: main_usage(2);
 		}
 	}
@@ -506,6 +554,7 @@ main(int argc, char **argv)
 	if (optind != argc)
 		main_usage(2);
 	main_check_args(mode, key_arg, key_name);
+	main_check_creator_args(mode, key_arg, creator_name, creator_id);
 	if ((m.cfg = config_load(m.config_path, &cause)) == NULL) {
 		fprintf(stderr, "orderflowd: %s\n", cause);
 		free(cause);
@@ -517,6 +566,10 @@ main(int argc, char **argv)
 		rc = 0;
 	} else if (mode == MAIN_MODE_MIGRATE) {
 		rc = migrate_run(m.cfg) ? 0 : 1;
+	} else if (mode == MAIN_MODE_CREATE_CREATOR) {
+		rc = creators_cmd_create(m.cfg, key_arg, creator_name, creator_id);
+	} else if (mode == MAIN_MODE_LIST_CREATORS) {
+		rc = creators_cmd_list(m.cfg);
 	} else if (mode != MAIN_MODE_SERVE) {
 		rc = main_key_command(mode, m.cfg, key_arg, key_name);
 	} else {

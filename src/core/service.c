@@ -10,6 +10,7 @@
 #include "orderflow/admin.h"
 #include "orderflow/auth.h"
 #include "orderflow/cache.h"
+#include "orderflow/connect.h"
 #include "orderflow/carrier.h"
 #include "orderflow/cwebhook.h"
 #include "orderflow/health.h"
@@ -21,10 +22,12 @@
 #include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
 #include "orderflow/rest_shipping.h"
+#include "orderflow/rest_shops.h"
 #include "orderflow/rest_workflows.h"
 #include "orderflow/service.h"
 #include "orderflow/ship.h"
 #include "orderflow/stats.h"
+#include "orderflow/tok.h"
 #include "orderflow/tt.h"
 #include "orderflow/webhook.h"
 #include "orderflow/wf.h"
@@ -43,6 +46,9 @@ SERVICE_HOOK(SERVICE_WEBHOOK, webhook_free)
 SERVICE_NEW(tt_new)
 SERVICE_HOOK(SERVICE_TT, tt_close)
 SERVICE_HOOK(SERVICE_TT, tt_free)
+SERVICE_NEW(tok_new)
+SERVICE_HOOK(SERVICE_TOK, tok_close)
+SERVICE_HOOK(SERVICE_TOK, tok_free)
 SERVICE_NEW(cr_new)
 SERVICE_HOOK(SERVICE_CARRIER, cr_close)
 SERVICE_HOOK(SERVICE_CARRIER, cr_free)
@@ -99,6 +105,8 @@ const struct service service_table[] = {
 	    .close = webhook_close_hook, .destroy = webhook_free_hook, .metrics = webhook_metrics },
 	[SERVICE_TT] = { .name = "tiktok", .create = tt_new_hook, .close = tt_close_hook,
 	    .destroy = tt_free_hook, .metrics = tt_metrics },
+	[SERVICE_TOK] = { .name = "tokens", .prepare = tok_prepare, .create = tok_new_hook,
+	    .close = tok_close_hook, .destroy = tok_free_hook, .metrics = tok_metrics },
 	[SERVICE_CARRIER] = { .name = "carrier", .create = cr_new_hook, .close = cr_close_hook,
 	    .destroy = cr_free_hook, .metrics = cr_metrics },
 	[SERVICE_AUTH] = { .name = "auth", .prepare = auth_prepare, .create = auth_new_hook,
@@ -124,6 +132,8 @@ const struct service service_table[] = {
 	/* Statements only. */
 	{ .name = "health", .prepare = health_prepare },
 	{ .name = "admin", .prepare = admin_prepare },
+	{ .name = "connect", .prepare = connect_prepare },
+	{ .name = "rest_shops", .prepare = rest_shops_prepare },
 	{ .name = "ostore", .prepare = ostore_prepare },
 	{ .name = "rest_orders", .prepare = rest_orders_prepare },
 	{ .name = "rest_bulk", .prepare = rest_bulk_prepare },

@@ -1,8 +1,9 @@
 /*
- * admin: dead-letter list and replay.
+ * admin: dead-letter list and replay; the creators.
  */
 #include "config.h"
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
@@ -12,7 +13,9 @@
 
 #include "orderflow/admin.h"
 #include "orderflow/config.h"
+#include "orderflow/creators.h"
 #include "orderflow/httpd.h"
+#include "orderflow/jwt.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
 #include "orderflow/proc.h"
@@ -43,6 +46,8 @@ admin_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "admin_list", admin_list_sql);
 	pg_pool_prepare(pg, "admin_replay", admin_replay_sql);
+	pg_pool_prepare(pg, "admin_creators", creators_list_sql);
+	pg_pool_prepare(pg, "admin_creator_new", creators_insert_sql);
 }
 
 /* Bearer admin.token, compared in constant time; answers the request when refused. */
@@ -204,4 +209,134 @@ admin_replay_all(struct httpd_req *hr)
 		return;
 	snprintf(limit, sizeof(limit), "%lld", vals[0]);
 	admin_submit(hr, "admin_replay", (const char *[]){ NULL, limit }, 2, admin_on_replay);
+}
+
+/* ---- creators ----------------------------------------------------------------------- */
+
+static void
+admin_on_creators(struct pg_batch *b, void *arg)
+{
+	struct httpd_req *hr = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
+		httpd_unavailable(hr, 1, "the creators cannot be read now");
+		return;
+	}
+	httpd_reply(hr, 200, "application/json", PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+}
+
+void
+admin_creators_list(struct httpd_req *hr)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(hr->req));
+	char limit[24] = "100", after[JWT_UUID_LEN + 1];
+	bool has_after = false;
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+	const char *bad = NULL;
+
+	if (!admin_auth(hr))
+		return;
+	TAILQ_INIT(&kv);
+	if (q != NULL && (strlen(q) > 4096 || evhttp_parse_query_str(q, &kv) != 0))
+		bad = "the query string cannot be parsed";
+	TAILQ_FOREACH(e, &kv, next) {
+		if (bad != NULL)
+			break;
+		if (strcmp(e->key, "limit") == 0 && admin_number(e->value, ADMIN_LIST_MAX) > 0)
+			snprintf(limit, sizeof(limit), "%s", e->value);
+		else if (strcmp(e->key, "after") == 0 && jwt_uuid_parse(e->value, strlen(e->value), after))
+			has_after = true;
+		else
+			bad = strcmp(e->key, "limit") == 0 ? "limit must be an integer in 1..500" :
+			    strcmp(e->key, "after") == 0 ? "after must be a creator id (a UUID)" :
+			    "unknown parameter: the parameters are limit and after";
+	}
+	evhttp_clear_headers(&kv);
+	if (bad != NULL) {
+		httpd_error(hr, 400, "invalid_parameter", "%s", bad);
+		return;
+	}
+	admin_submit(hr, "admin_creators", (const char *[]){ limit, has_after ? after : NULL }, 2,
+	    admin_on_creators);
+}
+
+static void
+admin_on_creator_made(struct pg_batch *b, void *arg)
+{
+	struct httpd_req *hr = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) != NULL || r == NULL) {
+		httpd_unavailable(hr, 1, "the creator cannot be stored now");
+		return;
+	}
+	if (PQntuples(r) != 1) {
+		httpd_error(hr, 409, "conflict", "a creator with this e-mail or id exists already");
+		return;
+	}
+	log_info("creator created", "creator=%s", PQgetvalue(r, 0, 0));
+	httpd_reply(hr, 201, "application/json", PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+}
+
+/* {"email", "name"?, "id"?}: NULL when good (params filled in), else why not. */
+static const char *
+admin_creator_body(json_t *doc, const char **email, const char **name,
+    char id[JWT_UUID_LEN + 1], bool *has_id)
+{
+	const char *key, *why;
+	json_t *v;
+
+	json_object_foreach(doc, key, v) {
+		if (strcmp(key, "email") != 0 && strcmp(key, "name") != 0 && strcmp(key, "id") != 0)
+			return "unknown field: the fields are email, name and id";
+		if (!json_is_string(v) && !(json_is_null(v) && strcmp(key, "email") != 0))
+			return "email, name and id must be strings";
+	}
+	if ((*email = json_string_value(json_object_get(doc, "email"))) == NULL)
+		return "email is required";
+	if ((why = creators_email_check(*email)) != NULL)
+		return why;
+	*name = json_string_value(json_object_get(doc, "name"));
+	if (*name != NULL && (why = creators_name_check(*name)) != NULL)
+		return why;
+	v = json_object_get(doc, "id");
+	*has_id = json_is_string(v);
+	if (*has_id && !jwt_uuid_parse(json_string_value(v), json_string_length(v), id))
+		return "id must be a UUID";
+	return NULL;
+}
+
+void
+admin_creators_create(struct httpd_req *hr)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(hr->req);
+	const char *email = NULL, *name = NULL, *why;
+	char id[JWT_UUID_LEN + 1], *local = NULL;
+	bool has_id = false;
+	json_t *doc;
+
+	if (!admin_auth(hr) || !admin_query(hr, NULL, NULL, NULL, 0))
+		return;
+	if (!httpd_is_json(hr)) {
+		httpd_error(hr, 415, "unsupported_media_type", "Content-Type must be application/json");
+		return;
+	}
+	doc = evbuffer_get_length(in) <= 4096 ? json_loadb((const char *)evbuffer_pullup(in, -1),
+	    evbuffer_get_length(in), JSON_REJECT_DUPLICATES, NULL) : NULL;
+	if (!json_is_object(doc)) {
+		httpd_error(hr, 400, "invalid_body", "the body must be a JSON object of at most 4 KiB");
+	} else if ((why = admin_creator_body(doc, &email, &name, id, &has_id)) != NULL) {
+		httpd_error(hr, 400, "invalid_body", "%s", why);
+	} else {
+		if (name == NULL) {
+			local = xstrdup(email);
+			local[strcspn(local, "@")] = '\0';
+		}
+		admin_submit(hr, "admin_creator_new", (const char *[]){ has_id ? id : NULL, email,
+		    name != NULL ? name : local, "admin" }, 4, admin_on_creator_made);
+	}
+	free(local);
+	json_decref(doc);
 }

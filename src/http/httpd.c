@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "orderflow/admin.h"
+#include "orderflow/connect.h"
 #include "orderflow/config.h"
 #include "orderflow/cwebhook.h"
 #include "orderflow/health.h"
@@ -28,6 +29,7 @@
 #include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
 #include "orderflow/rest_shipping.h"
+#include "orderflow/rest_shops.h"
 #include "orderflow/rest_workflows.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
@@ -55,6 +57,15 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/admin/dead-letters", HTTPD_GET, admin_dead_letters },
 	{ "/api/admin/dead-letters/replay", HTTPD_POST, admin_replay_all },
 	{ "/api/admin/dead-letters/{id}/replay", HTTPD_POST, admin_replay_one },
+	{ "/api/admin/creators", HTTPD_GET, admin_creators_list },
+	{ "/api/admin/creators", HTTPD_POST, admin_creators_create },
+	{ "/oauth/tiktok/callback", HTTPD_GET, connect_callback },
+	{ "/api/shops", HTTPD_GET, rest_shops_list },
+	/* before /api/shops/{id}, which would take "connect" for an id */
+	{ "/api/shops/connect", HTTPD_GET, connect_start },
+	{ "/api/shops/{id}", HTTPD_DELETE, rest_shops_disconnect },
+	{ "/api/shops/{id}/pause", HTTPD_POST, rest_shops_pause },
+	{ "/api/shops/{id}/resume", HTTPD_POST, rest_shops_resume },
 	{ "/api/orders", HTTPD_GET, rest_orders_list },
 	/* before /api/orders/{id}/status, which would take "bulk" for an id */
 	{ "/api/orders/bulk/status", HTTPD_POST, rest_bulk_status },

@@ -50,6 +50,24 @@ static const char rest_wf_inbox_sql[] =
     "   ELSE 'epoch'::timestamptz + $3::bigint * interval '1 microsecond' END, $4::uuid))"
     " ORDER BY coalesce(w.deadline_at, 'infinity'), w.id LIMIT $5::integer";
 
+/*
+ * Shops that need the creator: paused, deauthorized, or whose grant TikTok
+ * will not renew or whose refresh token runs out within a week.  Their
+ * events wait in the inbox until the shop runs again.
+ */
+static const char rest_wf_inbox_shops_sql[] =
+    "SELECT coalesce(json_agg(json_build_object('id', s.id, 'tiktok_shop_id', s.tiktok_shop_id,"
+    " 'name', s.shop_name, 'status', s.status, 'reason', coalesce(s.paused_reason, a.error,"
+    "  'the authorization expires on ' || to_char(a.refresh_token_expires_at, 'YYYY-MM-DD')),"
+    " 'action', CASE WHEN s.status = 'paused' AND coalesce(a.status, 'active') = 'active'"
+    "  THEN 'resume' ELSE 'reconnect' END,"
+    " 'pending_events', (SELECT count(*) FROM webhook_events e WHERE e.shop_id = s.id"
+    "  AND e.processed_at IS NULL AND e.dead_at IS NULL)) ORDER BY s.created_at, s.id), '[]')::text"
+    " FROM shops s LEFT JOIN tiktok_authorizations a ON a.id = s.authorization_id"
+    " WHERE s.creator_id = $1::uuid AND (s.status IN ('paused', 'deauthorized')"
+    "  OR (s.status = 'active' AND (a.status <> 'active'"
+    "  OR a.refresh_token_expires_at < now() + interval '7 days')))";
+
 static const char rest_wf_defs_sql[] =
     "SELECT coalesce(json_agg(json_build_object('name', d.name, 'version', d.version,"
     " 'builtin', false, 'description', d.definition ->> 'description',"
@@ -215,7 +233,7 @@ static void
 rest_wf_on_inbox(struct pg_batch *b, void *arg)
 {
 	struct rest_wf_call *c = arg;
-	PGresult *r = pg_batch_result(b, 0);
+	PGresult *r = pg_batch_result(b, 0), *shops;
 	json_t *list, *doc;
 	int n;
 
@@ -229,6 +247,10 @@ rest_wf_on_inbox(struct pg_batch *b, void *arg)
 	for (int i = 0; i < n; i++)
 		json_array_append_new(list, rest_wf_inbox_row(r, i));
 	doc = json_pack("{s:o}", "workflows", list);
+	/* The shops come with the first page only. */
+	shops = pg_batch_result(b, 1);
+	json_object_set_new(doc, "shops", shops != NULL && PQntuples(shops) == 1 ?
+	    json_loads(PQgetvalue(shops, 0, 0), 0, NULL) : json_array());
 	json_object_set_new(doc, "next_cursor", n == c->limit ? json_sprintf("%s_%s",
 	    PQgetvalue(r, n - 1, 16), PQgetvalue(r, n - 1, 0)) : json_null());
 	rest_wf_json(&c->call, 200, doc);
@@ -256,6 +278,8 @@ rest_wf_inbox_run(struct rest_call *rc)
 	pg_batch_add(b, true, "rest_wf_inbox", 6, (const char *[]){ rc->creator,
 	    (const char *)evbuffer_pullup(st, -1), c->has_cursor ? c->cursor_key : NULL,
 	    c->has_cursor ? c->cursor_id : NULL, limit, warn });
+	if (!c->has_cursor)
+		pg_batch_add(b, true, "rest_wf_inbox_shops", 1, (const char *[]){ rc->creator });
 	evbuffer_free(st);
 	rest_submit(rc, b);
 }
@@ -577,6 +601,7 @@ void
 rest_workflows_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "rest_wf_inbox", rest_wf_inbox_sql);
+	pg_pool_prepare(pg, "rest_wf_inbox_shops", rest_wf_inbox_shops_sql);
 	pg_pool_prepare(pg, "rest_wf_defs", rest_wf_defs_sql);
 	pg_pool_prepare(pg, "rest_wf_def", rest_wf_def_sql);
 	pg_pool_prepare(pg, "rest_wf_def_put", rest_wf_def_put_sql);

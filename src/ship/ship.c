@@ -472,7 +472,7 @@ ship_creds(struct ship_task *t, struct tt_creds *c)
 		ship_end(t, SHIP_FAIL, 0, "the order's shop is %s: TikTok cannot be told", s->status);
 		return false;
 	}
-	*c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher };
+	*c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher, s->id };
 	return true;
 }
 

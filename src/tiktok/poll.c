@@ -307,7 +307,7 @@ poll_page(struct poll_run *run)
 		poll_run_end(run, false, run->cursor, "shop no longer active");
 		return;
 	}
-	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher };
+	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher, s->id };
 	st = tt_search_orders(pl->w->svc[SERVICE_TT], &c, run->ge, run->lt, (int)pl->w->cfg->tiktok.sync_page_size,
 	    run->page_token, poll_on_page, run);
 	if (st != TT_OK)

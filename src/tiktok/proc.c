@@ -29,6 +29,7 @@
 #include "orderflow/pg.h"
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
+#include "orderflow/tok.h"
 #include "orderflow/shops.h"
 #include "orderflow/tt.h"
 #include "orderflow/twheel.h"
@@ -149,6 +150,12 @@ static const char proc_pause_sql[] =
     " UPDATE webhook_events SET processed_at = now(), lease_owner = NULL, lease_until = NULL,"
     " attempts = attempts + 1 WHERE id = ANY ($4::bigint[])";
 
+/* A deauthorized seller's tokens are dead: nothing may renew them. */
+static const char proc_revoke_sql[] =
+    "UPDATE tiktok_authorizations SET status = 'revoked', error = 'the seller deauthorized the app',"
+    " refresh_owner = NULL, refresh_until = NULL"
+    " WHERE id = (SELECT authorization_id FROM shops WHERE id = $1::uuid)";
+
 static const char proc_done_sql[] =
     "UPDATE webhook_events SET processed_at = now(), lease_owner = NULL, lease_until = NULL,"
     " attempts = attempts + 1 WHERE id = ANY ($1::bigint[])";
@@ -157,6 +164,7 @@ void
 proc_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "proc_done", proc_done_sql);
+	pg_pool_prepare(pg, "proc_revoke", proc_revoke_sql);
 	pg_pool_prepare(pg, "proc_claim", proc_claim_sql);
 	pg_pool_prepare(pg, "proc_owners", proc_owners_sql);
 	pg_pool_prepare(pg, "proc_release_owner", proc_release_owner_sql);
@@ -456,7 +464,7 @@ proc_fetch(struct proc_batch *b)
 
 	if ((s = proc_active_shop(b)) == NULL)
 		return;
-	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher };
+	c = (struct tt_creds){ s->app_key, s->app_secret, s->access_token, s->shop_cipher, s->id };
 	for (size_t i = 0; i < n; i++)
 		ids[i] = json_string_value(json_array_get(b->ids, i));
 	switch (tt_get_orders(p->w->svc[SERVICE_TT], &c, ids, n, proc_on_detail, b)) {
@@ -807,11 +815,16 @@ proc_shop_event(struct proc *p, struct proc_job *j)
 	char ids[32];
 
 	snprintf(ids, sizeof(ids), "{%lld}", (long long)j->id);
-	if (j->type == PROC_TYPE_DEAUTH)
+	if (j->type == PROC_TYPE_DEAUTH) {
 		proc_pause(p, j->shop_id, "deauthorized", "the seller deauthorized the app", ids);
-	else if (j->type == PROC_TYPE_EXPIRING)
-		proc_pause(p, j->shop_id, "paused", "the shop's authorization is about to expire", ids);
-	else
+		proc_exec(p, "proc_revoke", 1, (const char *[]){ j->shop_id });
+	} else if (j->type == PROC_TYPE_EXPIRING && tok_renew_now(p->w, j->shop_id)) {
+		/* Renewable: renewed now, nothing to pause. */
+		proc_exec(p, "proc_done", 1, (const char *[]){ ids });
+	} else if (j->type == PROC_TYPE_EXPIRING) {
+		proc_pause(p, j->shop_id, "paused", "the shop's authorization is about to expire "
+		    "and its token was set by hand: connect the shop to renew it", ids);
+	} else
 		/* Stored for the record; nothing to do for a topic without an order. */
 		proc_exec(p, "proc_done", 1, (const char *[]){ ids });
 	util_count(&p->processed, 1);

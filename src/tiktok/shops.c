@@ -12,6 +12,8 @@
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
 #include "orderflow/shops.h"
+#include "orderflow/tok.h"
+#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 /* Early reloads on unknown shops, at most this often. */
@@ -25,14 +27,19 @@ struct shops {
 	size_t		napps;
 	atomic_bool	loaded;		/* a load has succeeded; read by other threads */
 	bool		loading;	/* a load is in flight */
+	bool		again;		/* asked for while loading: it may predate the change */
 	int64_t		last_miss_reload; /* mono us */
 	struct event	*timer;		/* next periodic reload */
 	bool		stopped;	/* shutting down: no more reloads */
 };
 
+/* A connected shop's token is its authorization's; a shop set up by hand keeps its own. */
 static const char shops_load_sql[] =
-    "SELECT id::text, tiktok_shop_id, app_key, app_secret, status::text, creator_id::text,"
-    " coalesce(access_token, ''), coalesce(shop_cipher, '') FROM shops";
+    "SELECT s.id::text, s.tiktok_shop_id, s.app_key, s.app_secret, s.status::text,"
+    " s.creator_id::text, coalesce(a.access_token, s.access_token, ''),"
+    " coalesce(s.shop_cipher, ''), coalesce(a.id::text, ''), coalesce(a.version, 0),"
+    " coalesce(extract(epoch FROM a.access_token_expires_at)::bigint, 0), coalesce(a.status, '')"
+    " FROM shops s LEFT JOIN tiktok_authorizations a ON a.id = s.authorization_id";
 
 void
 shops_prepare(struct pg_pool *pg)
@@ -59,6 +66,8 @@ shops_clear(struct shop *list, size_t n, struct shop_app *apps)
 		free(list[i].creator_id);
 		free(list[i].access_token);
 		free(list[i].shop_cipher);
+		free(list[i].auth_id);
+		free(list[i].auth_status);
 	}
 	free(list);
 	free(apps);
@@ -105,7 +114,7 @@ shops_on_load(struct pg_batch *b, void *arg)
 	size_t n;
 
 	s->loading = false;
-	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 8) {
+	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 12) {
 		log_debug("cannot load shops", "error=%s",
 		    log_quote(pg_batch_error(b) != NULL ? pg_batch_error(b) : "bad result"));
 		shops_schedule(s);
@@ -122,6 +131,10 @@ shops_on_load(struct pg_batch *b, void *arg)
 		list[i].creator_id = xstrdup(PQgetvalue(r, (int)i, 5));
 		list[i].access_token = xstrdup(PQgetvalue(r, (int)i, 6));
 		list[i].shop_cipher = xstrdup(PQgetvalue(r, (int)i, 7));
+		list[i].auth_id = xstrdup(PQgetvalue(r, (int)i, 8));
+		list[i].token_version = strtoll(PQgetvalue(r, (int)i, 9), NULL, 10);
+		list[i].token_expires = strtoll(PQgetvalue(r, (int)i, 10), NULL, 10);
+		list[i].auth_status = xstrdup(PQgetvalue(r, (int)i, 11));
 	}
 	qsort(list, n, sizeof(*list), shops_cmp);
 	shops_clear(s->list, s->n, s->apps);
@@ -131,16 +144,25 @@ shops_on_load(struct pg_batch *b, void *arg)
 	if (!atomic_load(&s->loaded))
 		log_info("shops loaded", "shops=%zu apps=%zu", s->n, s->napps);
 	atomic_store(&s->loaded, true);
-	shops_schedule(s);
+	tok_shops_loaded(s->w->svc[SERVICE_TOK]);
+	if (s->again)
+		shops_reload(s);
+	else
+		shops_schedule(s);
 }
 
-static void
+void
 shops_reload(struct shops *s)
 {
 	struct pg_batch *b;
 
-	if (s->loading || s->stopped)
+	if (s->loading) {
+		s->again = true;
 		return;
+	}
+	if (s->stopped)
+		return;
+	s->again = false;
 	b = pg_batch_new(shops_on_load, s);
 	pg_batch_add(b, true, "shops_load", 0, NULL);
 	if (pg_submit(s->w->pg, b) == PG_OK) {
@@ -257,4 +279,33 @@ const struct shop_app *
 shops_app(const struct shops *s, size_t i)
 {
 	return i < s->napps ? &s->apps[i] : NULL;
+}
+
+void
+shops_set_token(struct shops *s, const char *auth_id, const char *token, long long version,
+    int64_t expires)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct shop *sh = &s->list[i];
+
+		if (strcmp(sh->auth_id, auth_id) != 0 || sh->token_version >= version)
+			continue;
+		free(sh->access_token);
+		sh->access_token = xstrdup(token);
+		sh->token_version = version;
+		sh->token_expires = expires;
+	}
+}
+
+static void
+shops_on_reload_msg(struct worker *w, void *arg)
+{
+	shops_reload(webhook_shops(w->svc[SERVICE_WEBHOOK]));
+}
+
+void
+shops_reload_all(struct worker_set *set)
+{
+	for (int i = 0; i < set->n; i++)
+		worker_post(&set->workers[i], shops_on_reload_msg, NULL);
 }

@@ -14,6 +14,7 @@
 #include "orderflow/config.h"
 #include "orderflow/htc.h"
 #include "orderflow/log.h"
+#include "orderflow/tok.h"
 #include "orderflow/tt.h"
 #include "orderflow/ttsign.h"
 #include "orderflow/util.h"
@@ -33,6 +34,7 @@ static const char *const tt_outcome_names[TT_OUT_MAX] = { "ok", "retry", "token"
 struct tt {
 	struct worker	*w;
 	struct htc	*htc;
+	struct htc	*auth;		/* the token endpoints' host (tiktok.auth_base) */
 	struct breaker	breaker;
 	atomic_ullong	outcomes[TT_OUT_MAX];	/* answers by kind */
 	atomic_ullong	throttled;		/* 429 or 36009002 */
@@ -43,7 +45,27 @@ struct tt_req {
 	struct tt	*t;
 	tt_cb		*cb;
 	void		*arg;
+	/* To send it once more with a renewed token (shop calls only). */
+	char		*shop_id;	/* NULL: not renewable */
+	char		*method;
+	char		*url;
+	char		*body;
+	char		*token;		/* the token it was sent with */
+	bool		resent;
+	char		error[256];	/* TikTok's refusal, kept for the caller */
+	long long	code;
 };
+
+static void
+tt_req_free(struct tt_req *q)
+{
+	free(q->shop_id);
+	free(q->method);
+	free(q->url);
+	free(q->body);
+	free(q->token);
+	free(q);
+}
 
 struct tt *
 tt_new(struct worker *w)
@@ -71,6 +93,14 @@ tt_new(struct worker *w)
 		    log_quote(cfg->tiktok.api_base), log_quote(cause));
 		exit(1);
 	}
+	hc.base_url = cfg->tiktok.auth_base;
+	hc.connections = 1;
+	hc.max_queue = 256;
+	if ((t->auth = htc_new(w->base, &hc, &cause)) == NULL) {
+		log_error("cannot set up the TikTok token client", "auth_base=%s error=%s",
+		    log_quote(cfg->tiktok.auth_base), log_quote(cause));
+		exit(1);
+	}
 	breaker_init(&t->breaker, "tiktok", &bc, w->wheel);
 	return t;
 }
@@ -79,6 +109,7 @@ void
 tt_close(struct tt *t)
 {
 	htc_close(t->htc);
+	htc_close(t->auth);
 	breaker_stop(&t->breaker);
 }
 
@@ -89,6 +120,7 @@ tt_free(struct tt *t)
 		return;
 	breaker_stop(&t->breaker);
 	htc_free(t->htc);
+	htc_free(t->auth);
 	free(t);
 }
 
@@ -167,6 +199,8 @@ tt_parse(const struct htc_response *hr, struct tt_result *r, json_t **doc, char 
 	err[0] = '\0';
 }
 
+static void tt_on_recovered(void *arg, enum tok_outcome o, const char *token, const char *why);
+
 static void
 tt_on_response(const struct htc_response *hr, void *arg)
 {
@@ -191,9 +225,44 @@ tt_on_response(const struct htc_response *hr, void *arg)
 		breaker_failure(&t->breaker, worker_now_ms());
 	else
 		breaker_success(&t->breaker, worker_now_ms());
+	if (r.status == TT_TOKEN && q->shop_id != NULL && !q->resent) {
+		/* Perhaps only expired, or renewed meanwhile: ask tok, then once more. */
+		snprintf(q->error, sizeof(q->error), "%s", r.error);
+		q->code = r.code;
+		json_decref(doc);
+		tok_recover(t->w->svc[SERVICE_TOK], q->shop_id, q->token, tt_on_recovered, q);
+		return;
+	}
 	q->cb(&r, q->arg);
 	json_decref(doc);
-	free(q);
+	tt_req_free(q);
+}
+
+static void
+tt_on_recovered(void *arg, enum tok_outcome o, const char *token, const char *why)
+{
+	struct tt_req *q = arg;
+	struct tt_result r = { .status = o == TOK_LATER ? TT_RETRY : TT_TOKEN, .error = q->error,
+	    .code = o == TOK_LATER ? 0 : q->code };
+	const char *headers[] = { "x-tts-access-token", token, NULL };
+
+	if (o == TOK_RETRY_WITH && token != NULL) {
+		free(q->token);
+		q->token = xstrdup(token);
+		q->resent = true;
+		if (htc_request(q->t->htc, q->method, q->url, headers, q->body,
+		    q->body != NULL ? strlen(q->body) : 0, tt_on_response, q))
+			return;
+		snprintf(q->error, sizeof(q->error), "the TikTok client's queue is full");
+		r.status = TT_RETRY;
+		r.code = 0;
+	} else if (o == TOK_LATER) {
+		snprintf(q->error, sizeof(q->error), "%s", why);
+	} else if (why != NULL && why[0] != '\0') {
+		snprintf(q->error + strlen(q->error), sizeof(q->error) - strlen(q->error), "; %s", why);
+	}
+	q->cb(&r, q->arg);
+	tt_req_free(q);
 }
 
 /* Sign and send; params must leave room for the four added here. */
@@ -226,12 +295,20 @@ tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *
 	}
 	evbuffer_add(url, "", 1);
 	q = xcalloc(1, sizeof(*q));
-	*q = (struct tt_req){ t, cb, arg };
+	*q = (struct tt_req){ .t = t, .cb = cb, .arg = arg };
+	if (c->shop_id != NULL) {
+		/* Kept whole: the signature does not cover the token, so the URL stays good. */
+		q->shop_id = xstrdup(c->shop_id);
+		q->method = xstrdup(method);
+		q->url = xstrdup((const char *)evbuffer_pullup(url, -1));
+		q->body = body != NULL ? xstrdup(body) : NULL;
+		q->token = xstrdup(c->access_token);
+	}
 	sent = htc_request(t->htc, method, (const char *)evbuffer_pullup(url, -1), headers, body,
 	    body ? strlen(body) : 0, tt_on_response, q);
 	evbuffer_free(url);
 	if (!sent) {
-		free(q);
+		tt_req_free(q);
 		/* A probe that never went out must not hold the half-open breaker. */
 		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
 			breaker_failure(&t->breaker, worker_now_ms());
@@ -287,6 +364,39 @@ tt_call(struct tt *t, const struct tt_creds *c, const char *method, const char *
 	if (nquery > 0)
 		memcpy(params, query, nquery * sizeof(*query));
 	return tt_send(t, c, method, path, params, nquery, body, cb, arg);
+}
+
+enum tt_status
+tt_auth_get(struct tt *t, const char *path, const struct ttsign_param *query, size_t nquery,
+    tt_cb *cb, void *arg)
+{
+	struct evbuffer *url;
+	struct tt_req *q;
+	bool sent;
+
+	if (!breaker_allow(&t->breaker, worker_now_ms()))
+		return TT_OPEN;
+	url = evbuffer_new();
+	evbuffer_add_printf(url, "%s", path);
+	for (size_t i = 0; i < nquery; i++) {
+		char *v = evhttp_uriencode(query[i].value, -1, 0);
+
+		evbuffer_add_printf(url, "%c%s=%s", i == 0 ? '?' : '&', query[i].key, v);
+		free(v);
+	}
+	evbuffer_add(url, "", 1);
+	q = xcalloc(1, sizeof(*q));
+	*q = (struct tt_req){ .t = t, .cb = cb, .arg = arg };
+	sent = htc_request(t->auth, "GET", (const char *)evbuffer_pullup(url, -1), NULL, NULL, 0,
+	    tt_on_response, q);
+	evbuffer_free(url);
+	if (!sent) {
+		tt_req_free(q);
+		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
+			breaker_failure(&t->breaker, worker_now_ms());
+		return TT_RETRY;
+	}
+	return TT_OK;
 }
 
 const char *
