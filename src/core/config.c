@@ -113,7 +113,7 @@ static const struct config_key config_keys[] = {
 	{ "tiktok", "authorize_url", CONFIG_URL, "https://services.tiktokshop.com/open/authorize", 0, 0, OFF(tiktok.authorize_url), 0 },
 	{ "tiktok", "auth_base", CONFIG_URL, "https://auth.tiktok-shops.com", 0, 0, OFF(tiktok.auth_base), CONFIG_RESTART },
 	{ "tiktok", "connect_done_url", CONFIG_STRING, "", 0, 0, OFF(tiktok.connect_done_url), 0 },
-	{ "tiktok", "state_lifetime", CONFIG_DURATION, "10min", SEC(10), SEC(3600), OFF(tiktok.state_lifetime), 0 },
+	{ "tiktok", "state_lifetime", CONFIG_DURATION, "10min", SEC(1), SEC(3600), OFF(tiktok.state_lifetime), 0 },
 	{ "tiktok", "token_refresh_margin", CONFIG_DURATION, "24h", SEC(1), SEC(30 * 86400), OFF(tiktok.token_refresh_margin), 0 },
 	{ "tiktok", "token_lease", CONFIG_DURATION, "30s", SEC(1), SEC(600), OFF(tiktok.token_lease), 0 },
 	{ "admin", "token", CONFIG_STRING, "", 0, 0, OFF(admin.token), 0 },

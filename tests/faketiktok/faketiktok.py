@@ -20,8 +20,10 @@ In-process:
 
 Also the 202309 fulfillment endpoints (Ship Package, Mark Package As Shipped,
 Get Package Detail, Get Package Shipping Document, Get Shipping Providers);
-see FULFILLMENT.md.  The HTTP/TLS machinery is in fakehttp.py (shared with
-tests/fakecarrier).
+see FULFILLMENT.md.  And the seller authorization flow with its token
+lifecycle (GET /open/authorize, /api/v2/token/get, /api/v2/token/refresh,
+admin /_fake/auth); see AUTH.md.  The HTTP/TLS machinery is in fakehttp.py
+(shared with tests/fakecarrier).
 
 API endpoints, admin endpoints (/_fake/...) and error codes: see README.
 Python standard library only (Debian's /usr/bin/python3).
@@ -34,10 +36,13 @@ import calendar
 import collections
 import hashlib
 import hmac
+import html
 import itertools
 import json
+import math
 import random
 import re
+import secrets
 import sys
 import threading
 import time
@@ -52,7 +57,9 @@ __all__ = ["FakeTikTok", "sign_request", "sign_webhook", "signed_query",
            "CODE_SERVER_ERROR", "CODE_NOT_FOUND", "CODE_METHOD", "CODE_PACKAGE_NOT_FOUND",
            "CODE_PACKAGE_SHIPPED", "CODE_ORDER_CANCELLED", "CODE_BAD_TRACKING",
            "CODE_LINES_SHIPPED", "CODE_PACKAGE_NOT_SHIPPED", "CODE_NOT_TIKTOK_SHIPPING",
-           "CODE_ORDER_NOT_FOUND", "CODE_FBT", "SHIPPING_PROVIDERS", "tiktok_tracking_number"]
+           "CODE_ORDER_NOT_FOUND", "CODE_FBT", "SHIPPING_PROVIDERS", "tiktok_tracking_number",
+           "CODE_AUTH_BAD_GRANT", "CODE_AUTH_BAD_APP", "CODE_AUTH_BAD_CODE",
+           "CODE_AUTH_BAD_REFRESH"]
 
 # ---------------------------------------------------------------------------
 # Error codes (documented in README)
@@ -77,6 +84,12 @@ CODE_BAD_TRACKING = 21011022        # tracking number / shipping provider invali
 CODE_PACKAGE_SHIPPED = 21011040     # Package has been shipped
 CODE_ORDER_CANCELLED = 21011041     # order is cancelled
 CODE_FBT = 21008025                 # order fulfilled by TikTok (FBT)
+# token endpoints (AUTH.md): the FAKE'S OWN codes; TikTok's exact codes for these
+# cases are not in our sources
+CODE_AUTH_BAD_GRANT = 36004001      # grant_type is not the one the endpoint wants
+CODE_AUTH_BAD_APP = 36004002        # app_key or app_secret wrong or missing
+CODE_AUTH_BAD_CODE = 36004004       # auth_code unknown, used, expired or revoked
+CODE_AUTH_BAD_REFRESH = 36004006    # refresh_token unknown, expired, rotated away or revoked
 
 MESSAGES = {
     CODE_OK: "Success",
@@ -99,6 +112,10 @@ MESSAGES = {
     CODE_PACKAGE_SHIPPED: "Package has been shipped",
     CODE_ORDER_CANCELLED: "order is cancelled",
     CODE_FBT: "Seller cannot operate orders which are fulfilled by platform",
+    CODE_AUTH_BAD_GRANT: "grant_type is invalid",
+    CODE_AUTH_BAD_APP: "invalid app_key or app_secret",
+    CODE_AUTH_BAD_CODE: "auth_code is invalid, used or expired",
+    CODE_AUTH_BAD_REFRESH: "refresh_token is invalid or expired",
 }
 
 TIMESTAMP_WINDOW = 300          # seconds either side of now
@@ -111,6 +128,9 @@ GENERATED_CACHE_MAX = 20000
 DETAIL_PATH = "/order/202309/orders"
 SEARCH_PATH = "/order/202309/orders/search"
 SHOPS_PATH = "/authorization/202309/shops"
+AUTHORIZE_PATH = "/open/authorize"              # the seller's authorization page
+TOKEN_GET_PATH = "/api/v2/token/get"            # auth_code -> tokens (not signed)
+TOKEN_REFRESH_PATH = "/api/v2/token/refresh"    # refresh_token -> tokens (not signed)
 
 DEFAULTS = dict(app_key="fakeappkey", app_secret="fakeappsecret",
                 access_token="fakeaccesstoken", shop_cipher="")
@@ -561,6 +581,156 @@ def _json_object(body, allow_empty=False):
 
 
 # ---------------------------------------------------------------------------
+# Authorization flow and token lifecycle (see AUTH.md)
+
+DEFAULT_SERVICE_ID = "7000000000000000001"
+AUTH_DEFAULTS = dict(code_lifetime=600.0, access_token_lifetime=604800.0,
+                     refresh_token_lifetime=31536000.0)
+GRANTED_SCOPES = ("seller.order.info", "seller.fulfillment.basic")
+DEFAULT_SHOP = {"id": "7495540735365777507", "name": "Fake Shop", "region": "US",
+                "seller_type": "LOCAL", "cipher": "", "code": "USLCFAKE01"}   # cipher set per fake
+AUTH_MAX_ENTRIES = 10000        # issued codes, access and refresh tokens each; oldest dropped
+MAX_LIFETIME = 100 * 365 * 86400
+MAX_SHOPS = 100
+# admin keys of /_fake/auth: settings (kept) and actions (done once, after the settings)
+AUTH_SETTINGS = ("service_id", "redirect_url", "approve", "open_id", "seller_name", "shops",
+                 "code_lifetime", "access_token_lifetime", "refresh_token_lifetime",
+                 "rotate_refresh", "revoke_on_refresh")
+AUTH_ACTIONS = ("expire_access_tokens", "expire_refresh_tokens", "revoke")
+_SHOP_KEYS = ("id", "name", "region", "seller_type", "cipher", "code")
+_AUTH_COUNTERS = {AUTHORIZE_PATH: "authorize_calls", TOKEN_GET_PATH: "token_get_calls",
+                  TOKEN_REFRESH_PATH: "token_refresh_calls"}
+# stats.token_refused reasons
+REFUSE_REASONS = ("method", "params", "app", "grant", "code_unknown", "code_used", "code_expired",
+                  "code_revoked", "refresh_unknown", "refresh_expired", "refresh_rotated",
+                  "refresh_revoked")
+
+
+def _printable(v, maxlen, empty_ok=False):
+    return (isinstance(v, str) and (empty_ok or v != "") and len(v) <= maxlen
+            and v.isprintable())
+
+
+def _check_shop(i, sh):
+    """One shop of /_fake/auth "shops", completed with defaults."""
+    if not isinstance(sh, dict):
+        raise ValueError("shops[%d] must be an object" % i)
+    bad = set(sh) - set(_SHOP_KEYS)
+    if bad:
+        raise ValueError("shops[%d]: unknown keys: %s" % (i, ", ".join(sorted(bad))))
+    sid = sh.get("id")
+    if isinstance(sid, int) and not isinstance(sid, bool) and sid >= 0:
+        sid = str(sid)
+    if (not isinstance(sid, str) or not 1 <= len(sid) <= 64 or not sid.isdigit()
+            or not sid.isascii()):
+        raise ValueError("shops[%d].id must be 1..64 digits" % i)
+    if not _printable(sh.get("cipher"), 256, empty_ok=True):
+        raise ValueError("shops[%d].cipher must be a string (at most 256 chars)" % i)
+    out = dict(DEFAULT_SHOP, id=sid, cipher=sh["cipher"])
+    for k in ("name", "region", "seller_type", "code"):
+        if k in sh:
+            if not _printable(sh[k], 256, empty_ok=True):
+                raise ValueError("shops[%d].%s must be a string (at most 256 chars)" % (i, k))
+            out[k] = sh[k]
+    return out
+
+
+def _check_auth(kw):
+    """Validate the keys of /_fake/auth (and FakeTikTok.auth); returns a new
+    dict with shops completed and lifetimes as floats.  Raises ValueError."""
+    bad = set(kw) - set(AUTH_SETTINGS) - set(AUTH_ACTIONS)
+    if bad:
+        raise ValueError("unknown auth keys: %s" % ", ".join(sorted(bad)))
+    out = {}
+    for k, v in kw.items():
+        if k in ("approve", "rotate_refresh", "revoke_on_refresh") + AUTH_ACTIONS:
+            if not isinstance(v, bool):
+                raise ValueError("%s must be a boolean" % k)
+        elif k.endswith("_lifetime"):
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    or not 0 < v <= MAX_LIFETIME):
+                raise ValueError("%s must be a number of seconds > 0" % k)
+            v = float(v)
+        elif k == "service_id":
+            if not _printable(v, 64):
+                raise ValueError("service_id must be a non-empty string (at most 64 chars)")
+        elif k == "open_id":
+            if not _printable(v, 128):
+                raise ValueError("open_id must be a non-empty string (at most 128 chars)")
+        elif k == "seller_name":
+            if not _printable(v, 256, empty_ok=True):
+                raise ValueError("seller_name must be a string (at most 256 chars)")
+        elif k == "redirect_url":
+            if not isinstance(v, str) or (v and (
+                    len(v) > 2048 or not v.isascii() or any(c.isspace() or not c.isprintable()
+                                                            for c in v)
+                    or not v.startswith(("http://", "https://")))):
+                raise ValueError('redirect_url must be "" (none) or an http(s) URL '
+                                 "(ASCII, no spaces, at most 2048 chars)")
+        elif k == "shops":
+            if not isinstance(v, list) or len(v) > MAX_SHOPS:
+                raise ValueError("shops must be a list of at most %d objects" % MAX_SHOPS)
+            v = [_check_shop(i, sh) for i, sh in enumerate(v)]
+            if len({sh["id"] for sh in v}) != len(v):
+                raise ValueError("shops has duplicate ids")
+        out[k] = v
+    return out
+
+
+def _put_bounded(od, key, value):
+    """Insert into an OrderedDict holding at most AUTH_MAX_ENTRIES, dropping the oldest."""
+    od[key] = value
+    while len(od) > AUTH_MAX_ENTRIES:
+        od.popitem(last=False)
+
+
+def _html(status, title, text, headers=None):
+    body = ("<!DOCTYPE html><html><head><title>%s</title></head><body><h1>%s</h1><p>%s</p>"
+            "</body></html>\n" % (html.escape(title), html.escape(title), html.escape(text)))
+    return _Response(status, body.encode("utf-8"), ctype="text/html; charset=utf-8",
+                     headers=headers)
+
+
+def _redirect_location(redirect_url, code, state):
+    """redirect_url + code and state, both percent-encoded (state as raw bytes)."""
+    sep = "" if redirect_url.endswith(("?", "&")) else "&" if "?" in redirect_url else "?"
+    return "%s%scode=%s&state=%s" % (redirect_url, sep, urllib.parse.quote(code, safe=""),
+                                     urllib.parse.quote(state, safe=""))
+
+
+def _token_params(req):
+    """Parameters of a token call: the query, then (POST) a JSON object or
+    form body merged over it.  Raises _Reject(CODE_BAD_PARAMS)."""
+    try:
+        q = dict(urllib.parse.parse_qsl(req.query, keep_blank_values=True, errors="strict"))
+    except (UnicodeDecodeError, ValueError):
+        raise _Reject(CODE_BAD_PARAMS, "Invalid params: query string")
+    body = req.body.strip()
+    if req.method != "POST" or not body:
+        return q
+    ctype = req.headers.get("content-type", "").lower()
+    if "x-www-form-urlencoded" in ctype or not body.startswith((b"{", b"[")):
+        try:
+            q.update(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                                            errors="strict"))
+        except (UnicodeDecodeError, ValueError):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: form body")
+        return q
+    d = _json_object(body)
+    for k, v in d.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = str(v)
+        elif not isinstance(v, str):
+            raise _Reject(CODE_BAD_PARAMS, "Invalid params: %s must be a string" % k)
+        q[k] = v
+    return q
+
+
+# ---------------------------------------------------------------------------
 # The fake
 
 class FakeTikTok(fakehttp.Server):
@@ -569,9 +739,13 @@ class FakeTikTok(fakehttp.Server):
     FakeTikTok(cert, key, app_key=..., app_secret=..., access_token=...,
                shop_cipher="" (= not checked), port=0, host="127.0.0.1",
                threads=1, unknown_ids="generate"|"missing",
-               idle_timeout=60.0, max_requests_per_conn=0, verbose=False)
+               idle_timeout=60.0, max_requests_per_conn=0, verbose=False,
+               service_id=DEFAULT_SERVICE_ID, redirect_url="" (= none),
+               code_lifetime=600, access_token_lifetime=604800,
+               refresh_token_lifetime=31536000, rotate_refresh=True,
+               revoke_on_refresh=False)
     .start() -> self (serving in background threads); .port; .url; .stop()
-    .seed(orders) .fault(**kw) .stats() .reset() .orders()
+    .seed(orders) .fault(**kw) .stats() .reset() .orders() .auth(**kw) .tokens()
     """
 
     server_name = "faketiktok"
@@ -581,7 +755,12 @@ class FakeTikTok(fakehttp.Server):
                  access_token=DEFAULTS["access_token"], shop_cipher=DEFAULTS["shop_cipher"],
                  port=0, host="127.0.0.1", threads=1, unknown_ids="generate",
                  idle_timeout=60.0, max_requests_per_conn=0, verbose=False,
-                 generated_fulfillment_type="FULFILLMENT_BY_SELLER"):
+                 generated_fulfillment_type="FULFILLMENT_BY_SELLER",
+                 service_id=DEFAULT_SERVICE_ID, redirect_url="",
+                 code_lifetime=AUTH_DEFAULTS["code_lifetime"],
+                 access_token_lifetime=AUTH_DEFAULTS["access_token_lifetime"],
+                 refresh_token_lifetime=AUTH_DEFAULTS["refresh_token_lifetime"],
+                 rotate_refresh=True, revoke_on_refresh=False):
         if unknown_ids not in ("generate", "missing"):
             raise ValueError("unknown_ids must be 'generate' or 'missing'")
         if generated_fulfillment_type not in ("FULFILLMENT_BY_SELLER", "FULFILLMENT_BY_TIKTOK"):
@@ -607,6 +786,14 @@ class FakeTikTok(fakehttp.Server):
                    "body": lambda v: None if isinstance(v, str) else "must be a string",
                    "truncate": lambda v: None if isinstance(v, bool) else "must be a boolean"},
             replacing=("drop", "http_status", "code", "body"), prefix=False)
+        # what /_fake/reset goes back to: the ctor's authorization settings
+        self._auth_defaults = self._default_auth()
+        self._auth_defaults.update(_check_auth(dict(
+            service_id=service_id, redirect_url=redirect_url or "", code_lifetime=code_lifetime,
+            access_token_lifetime=access_token_lifetime,
+            refresh_token_lifetime=refresh_token_lifetime, rotate_refresh=rotate_refresh,
+            revoke_on_refresh=revoke_on_refresh)))
+        self._grant_ids = itertools.count(1)
         self._reset_state()
 
     # -- state ------------------------------------------------------------
@@ -623,10 +810,18 @@ class FakeTikTok(fakehttp.Server):
             self._stats = {"requests": 0, "by_path": collections.Counter(),
                            "rejected": collections.Counter(), "faults_served": 0,
                            "ids_requested": 0, "connections": 0, "ship_calls": 0,
-                           "packages_shipped": collections.Counter()}
+                           "packages_shipped": collections.Counter(),
+                           "authorize_calls": 0, "token_get_calls": 0,
+                           "token_refresh_calls": 0, "token_refused": collections.Counter()}
+            self._auth = json.loads(json.dumps(self._auth_defaults))
+            # issued codes and tokens, oldest first (each at most AUTH_MAX_ENTRIES)
+            self._codes = collections.OrderedDict()     # code -> {grant, expires, used, revoked}
+            self._access = collections.OrderedDict()    # token -> {grant, gid, expires, revoked}
+            self._refresh = collections.OrderedDict()   # token -> {grant, gid, expires, state}
 
     def reset(self):
-        """Forget seeded orders, shipments and faults; zero the statistics."""
+        """Forget seeded orders, shipments, faults, issued codes and tokens;
+        zero the statistics; authorization settings back to the ctor's."""
         self._reset_state()
 
     def seed(self, orders):
@@ -683,7 +878,12 @@ class FakeTikTok(fakehttp.Server):
                     "orders_seeded": len(self._seeded),
                     "faults_pending": self._faults.pending(),
                     "ship_calls": s["ship_calls"],
-                    "packages_shipped": dict(s["packages_shipped"])}
+                    "packages_shipped": dict(s["packages_shipped"]),
+                    "authorize_calls": s["authorize_calls"],
+                    "token_get_calls": s["token_get_calls"],
+                    "token_refresh_calls": s["token_refresh_calls"],
+                    "token_refused": dict({r: 0 for r in REFUSE_REASONS},
+                                          **s["token_refused"])}
 
     def _count_connection(self):
         with self._lock:
@@ -745,11 +945,22 @@ class FakeTikTok(fakehttp.Server):
             st["by_path"][path] += 1
             if req.method == "POST" and (_SHIP_RE.fullmatch(path) or _MARK_RE.fullmatch(path)):
                 st["ship_calls"] += 1
+            counter = _AUTH_COUNTERS.get(path)
+            if counter is not None:
+                st[counter] += 1
         fault = self._faults.take(path, req.method)
         if fault is not None:
             with self._lock:
                 self._stats["faults_served"] += 1
-            return fakehttp.fault_response(fault, lambda: self._api(req), self._fault_answer)
+            return fakehttp.fault_response(fault, lambda: self._dispatch(req), self._fault_answer)
+        return self._dispatch(req)
+
+    def _dispatch(self, req):
+        """The answer to a non-admin request (after faults)."""
+        if req.path == AUTHORIZE_PATH:
+            return self._authorize(req)
+        if req.path in (TOKEN_GET_PATH, TOKEN_REFRESH_PATH):
+            return self._token(req)
         return self._api(req)
 
     def _fault_answer(self, f):
@@ -790,13 +1001,20 @@ class FakeTikTok(fakehttp.Server):
         want_sign = sign_request(self.app_secret, req.path, q, req.body)
         if not hmac.compare_digest(sign.encode("utf-8", "replace"), want_sign.encode()):
             return self._reject("sign", CODE_BAD_SIGN)
-        # 4. access token
+        # 4. access token: the static one, or one issued by the token endpoints
         tok = req.headers.get("x-tts-access-token", "")
+        grant = None
         if not hmac.compare_digest(tok.encode("utf-8", "replace"), self.access_token.encode("utf-8")):
-            return self._reject("token", CODE_BAD_TOKEN)
-        # 5. shop_cipher (not for the shops listing, like TikTok)
-        if self.shop_cipher and req.path != SHOPS_PATH and q.get("shop_cipher") != self.shop_cipher:
-            return self._reject("params", CODE_BAD_PARAMS, "Invalid params: shop_cipher")
+            grant, why = self._issued_grant(tok)
+            if grant is None:
+                return self._reject("token", CODE_BAD_TOKEN, why)
+        # 5. shop_cipher (not for the shops listing, like TikTok); an issued
+        # token takes the ciphers of its authorization's shops
+        if self.shop_cipher and req.path != SHOPS_PATH:
+            sc = q.get("shop_cipher")
+            if (sc != self.shop_cipher if grant is None
+                    else sc not in {sh["cipher"] for sh in grant["shops"]}):
+                return self._reject("params", CODE_BAD_PARAMS, "Invalid params: shop_cipher")
         if handler is not None:
             try:
                 with self._lock:
@@ -811,13 +1029,199 @@ class FakeTikTok(fakehttp.Server):
             return self._detail(q)
         if req.path == SEARCH_PATH:
             return self._search(q, req.body)
-        return self._shops()
+        return self._shops(grant)
 
-    def _shops(self):
-        shop = {"id": "7495540735365777507", "name": "Fake Shop", "region": "US",
-                "seller_type": "LOCAL", "cipher": self.shop_cipher or "ROW_fakeshopcipher",
-                "code": "USLCFAKE01"}
-        return self._ok_raw(_encode({"shops": [shop]}))
+    def _shops(self, grant=None):
+        """Get Authorized Shops: the shops of an issued token's authorization,
+        or the one default shop for the static token."""
+        if grant is not None:
+            return self._ok_raw(_encode({"shops": grant["shops"]}))
+        return self._ok_raw(_encode({"shops": [self._default_shop()]}))
+
+    def _default_shop(self):
+        return dict(DEFAULT_SHOP, cipher=self.shop_cipher or "ROW_fakeshopcipher")
+
+    # -- authorization flow and token lifecycle (AUTH.md) -----------------------
+    def _default_auth(self):
+        """The authorization settings of a fake built without auth arguments."""
+        return dict(service_id=DEFAULT_SERVICE_ID, redirect_url="", approve=True,
+                    open_id="fake-open-id-1", seller_name="Fake Seller",
+                    shops=[self._default_shop()], rotate_refresh=True, revoke_on_refresh=False,
+                    **AUTH_DEFAULTS)
+
+    def auth(self, **kw):
+        """Change the authorization settings and/or act on issued tokens (the
+        keys of POST /_fake/auth, see AUTH_SETTINGS and AUTH_ACTIONS); all keys
+        are checked before anything changes, the actions run after the
+        settings.  Returns the current settings.  Raises ValueError."""
+        kw = _check_auth(kw)
+        with self._lock:
+            for k in AUTH_SETTINGS:
+                if k in kw:
+                    self._auth[k] = kw[k]
+            now = time.time()
+            if kw.get("expire_access_tokens"):
+                for e in self._access.values():
+                    e["expires"] = min(e["expires"], now)
+            if kw.get("expire_refresh_tokens"):
+                for e in self._refresh.values():
+                    e["expires"] = min(e["expires"], now)
+            if kw.get("revoke"):
+                self._revoke(self._auth["open_id"])
+            return json.loads(json.dumps(self._auth))
+
+    def _revoke(self, open_id):
+        """Deauthorization: every code and token of open_id stops working (lock held)."""
+        for e in self._codes.values():
+            if e["grant"]["open_id"] == open_id:
+                e["revoked"] = True
+        for e in self._access.values():
+            if e["grant"]["open_id"] == open_id:
+                e["revoked"] = True
+        for e in self._refresh.values():
+            if e["grant"]["open_id"] == open_id and e["state"] == "active":
+                e["state"] = "revoked"
+
+    def tokens(self):
+        """The issued codes and tokens, oldest first: {"codes": [{code, open_id,
+        expires, used, revoked}], "access_tokens": [{token, open_id, expires,
+        expired, revoked}], "refresh_tokens": [{token, open_id, expires,
+        expired, state: active|rotated|revoked}]}; expires in float Unix seconds."""
+        with self._lock:
+            now = time.time()
+            return {
+                "codes": [{"code": c, "open_id": e["grant"]["open_id"], "expires": e["expires"],
+                           "used": e["used"], "revoked": e["revoked"]}
+                          for c, e in self._codes.items()],
+                "access_tokens": [{"token": t, "open_id": e["grant"]["open_id"],
+                                   "expires": e["expires"], "expired": now >= e["expires"],
+                                   "revoked": e["revoked"]} for t, e in self._access.items()],
+                "refresh_tokens": [{"token": t, "open_id": e["grant"]["open_id"],
+                                    "expires": e["expires"], "expired": now >= e["expires"],
+                                    "state": e["state"]} for t, e in self._refresh.items()]}
+
+    def _issued_grant(self, tok):
+        """(authorization, None) for a valid issued access token, else (None, message)."""
+        with self._lock:
+            e = self._access.get(tok)
+            if e is None or e["revoked"]:
+                return None, "Access token is invalid"
+            if time.time() >= e["expires"]:
+                return None, "Access token is expired"
+            return e["grant"], None
+
+    def _authorize(self, req):
+        """GET /open/authorize?service_id=&state=: approves at once and sends
+        the seller back to redirect_url with a fresh single-use code."""
+        if req.method != "GET":
+            return _html(405, "Method not allowed", "Use GET.", headers={"Allow": "GET"})
+        # latin-1 maps each percent-decoded byte to one character: state stays raw bytes
+        q = dict(urllib.parse.parse_qsl(req.query, keep_blank_values=True, encoding="latin-1"))
+        service_id = q.get("service_id", "").encode("latin-1").decode("utf-8", "replace")
+        state = q.get("state", "").encode("latin-1")
+        with self._lock:
+            a = self._auth
+            if service_id != a["service_id"]:
+                return _html(400, "Authorization failed", "Unknown service_id %r (this fake's "
+                             "service is %s)." % (service_id, a["service_id"]))
+            if not a["approve"]:
+                return _html(200, "Authorization denied",
+                             "The seller did not authorize the app (approve is false).")
+            if not a["redirect_url"]:
+                return _html(400, "Authorization failed", "The app has no redirect URL "
+                             "(set redirect_url on the fake).")
+            code = secrets.token_urlsafe(24)
+            grant = json.loads(json.dumps({k: a[k] for k in ("open_id", "seller_name", "shops")}))
+            _put_bounded(self._codes, code, {"grant": grant, "used": False, "revoked": False,
+                                             "expires": time.time() + a["code_lifetime"]})
+            loc = _redirect_location(a["redirect_url"], code, state)
+        return _html(302, "Authorized", "Continue to %s" % loc, headers={"Location": loc})
+
+    def _token(self, req):
+        """GET (or POST) /api/v2/token/get and /api/v2/token/refresh: not
+        signed; app_key and app_secret travel as parameters."""
+        refresh = req.path == TOKEN_REFRESH_PATH
+        if req.method not in ("GET", "POST"):
+            return self._refuse("method", CODE_METHOD, "Method not allowed: %s %s"
+                                % (req.method, req.path), status=405,
+                                headers={"Allow": "GET, POST"})
+        try:
+            q = _token_params(req)
+        except _Reject as e:
+            return self._refuse("params", e.code, str(e))
+        if (q.get("app_key") != self.app_key or not hmac.compare_digest(
+                q.get("app_secret", "").encode("utf-8"), self.app_secret.encode("utf-8"))):
+            return self._refuse("app", CODE_AUTH_BAD_APP)
+        if q.get("grant_type") != ("refresh_token" if refresh else "authorized_code"):
+            return self._refuse("grant", CODE_AUTH_BAD_GRANT)
+        with self._lock:
+            if refresh:
+                why, data = self._refresh_tokens(q.get("refresh_token", ""))
+            else:
+                why, data = self._exchange_code(q.get("auth_code", ""))
+        if why is not None:
+            return self._refuse(why, CODE_AUTH_BAD_REFRESH if refresh else CODE_AUTH_BAD_CODE)
+        return self._envelope(CODE_OK, "success", data)
+
+    def _refuse(self, reason, code, message=None, status=200, headers=None):
+        with self._lock:
+            self._stats["token_refused"][reason] += 1
+        return self._envelope(code, message, status=status, headers=headers)
+
+    def _exchange_code(self, code):
+        """(refusal reason, None) or (None, token data) for an auth_code (lock held)."""
+        c = self._codes.get(code)
+        if c is None:
+            return "code_unknown", None
+        if c["revoked"]:
+            return "code_revoked", None
+        if c["used"]:
+            return "code_used", None
+        now = time.time()
+        if now >= c["expires"]:
+            return "code_expired", None
+        c["used"] = True
+        gid = next(self._grant_ids)
+        rt = "ROW_" + secrets.token_urlsafe(24)
+        _put_bounded(self._refresh, rt, {"grant": c["grant"], "gid": gid, "state": "active",
+                                         "expires": now + self._auth["refresh_token_lifetime"]})
+        return None, self._issue(rt, now)
+
+    def _refresh_tokens(self, rt):
+        """(refusal reason, None) or (None, token data) for a refresh_token (lock held)."""
+        r = self._refresh.get(rt)
+        if r is None:
+            return "refresh_unknown", None
+        if r["state"] != "active":
+            return "refresh_" + r["state"], None
+        now = time.time()
+        if now >= r["expires"]:
+            return "refresh_expired", None
+        if self._auth["revoke_on_refresh"]:
+            for e in self._access.values():
+                if e["gid"] == r["gid"]:
+                    e["revoked"] = True
+        if self._auth["rotate_refresh"]:
+            r["state"] = "rotated"
+            rt = "ROW_" + secrets.token_urlsafe(24)
+            _put_bounded(self._refresh, rt, dict(r, state="active",
+                                                 expires=now + self._auth["refresh_token_lifetime"]))
+        return None, self._issue(rt, now)
+
+    def _issue(self, rt, now):
+        """A new access token next to refresh token rt; the token data (lock held)."""
+        r = self._refresh[rt]
+        at = "ROW_" + secrets.token_urlsafe(24)
+        exp = now + self._auth["access_token_lifetime"]
+        _put_bounded(self._access, at, {"grant": r["grant"], "gid": r["gid"], "expires": exp,
+                                        "revoked": False})
+        g = r["grant"]
+        # TikTok's *_expire_in are absolute Unix seconds; rounded down so a
+        # client never trusts a token the fake already counts as expired
+        return {"access_token": at, "access_token_expire_in": int(exp), "refresh_token": rt,
+                "refresh_token_expire_in": int(r["expires"]), "open_id": g["open_id"],
+                "seller_name": g["seller_name"], "seller_base_region": "US", "user_type": 0,
+                "granted_scopes": list(GRANTED_SCOPES)}
 
     def _order_json(self, oid):
         """Encoded order for a detail call, or None when absent (lock held)."""
@@ -1232,7 +1636,8 @@ class FakeTikTok(fakehttp.Server):
             return _Response(status, _encode({"error": msg}))
         p, m = req.path, req.method
         routes = {"/_fake/orders": ("GET", "POST"), "/_fake/faults": ("POST",),
-                  "/_fake/reset": ("POST",), "/_fake/stats": ("GET",)}
+                  "/_fake/reset": ("POST",), "/_fake/stats": ("GET",),
+                  "/_fake/auth": ("GET", "POST")}
         st_m = _ADMIN_STATUS_RE.fullmatch(p)
         doc_m = _ADMIN_DOC_RE.fullmatch(p)
         allowed = routes.get(p) or (("POST",) if st_m else ("GET",) if doc_m else None)
@@ -1280,6 +1685,12 @@ class FakeTikTok(fakehttp.Server):
             if p == "/_fake/faults":
                 n = self.fault(**body)
                 return ok({"queued": n})
+            if p == "/_fake/auth":
+                if m == "GET":
+                    with self._lock:
+                        settings = json.loads(json.dumps(self._auth))
+                    return ok(dict(self.tokens(), auth=settings))
+                return ok({"ok": True, "auth": self.auth(**body)})
         except (ValueError, TypeError) as e:
             return err(str(e))
         return err("unreachable", 500)
@@ -1322,6 +1733,19 @@ def main(argv=None):
                          "seller cannot ship them)")
     ap.add_argument("--seed-generated", type=int, default=0, metavar="N",
                     help="seed N generated orders with ids 577000000000000001.. at start")
+    ap.add_argument("--service-id", default=DEFAULT_SERVICE_ID,
+                    help="service_id that /open/authorize accepts (default %s)" % DEFAULT_SERVICE_ID)
+    ap.add_argument("--redirect-url", default="",
+                    help="the app's registered redirect URL (default: none, /open/authorize "
+                         "answers 400 until one is set through /_fake/auth)")
+    ap.add_argument("--code-lifetime", type=float, default=AUTH_DEFAULTS["code_lifetime"],
+                    metavar="SECONDS", help="auth_code lifetime (default 600)")
+    ap.add_argument("--access-token-lifetime", type=float,
+                    default=AUTH_DEFAULTS["access_token_lifetime"], metavar="SECONDS",
+                    help="lifetime of issued access tokens (default 604800 = 7 days)")
+    ap.add_argument("--refresh-token-lifetime", type=float,
+                    default=AUTH_DEFAULTS["refresh_token_lifetime"], metavar="SECONDS",
+                    help="lifetime of issued refresh tokens (default 31536000 = 365 days)")
     ap.add_argument("--sign-url", metavar="PATH?QUERY",
                     help="print PATH?QUERY with app_key, timestamp, shop_cipher and sign added; exit")
     ap.add_argument("--body", default="", help="request body for --sign-url")
@@ -1340,13 +1764,24 @@ def main(argv=None):
         ap.error("--port must be 0..65535")
     if a.threads < 1 or a.threads > 64:
         ap.error("--threads must be 1..64")
+    try:
+        _check_auth(dict(service_id=a.service_id, redirect_url=a.redirect_url,
+                         code_lifetime=a.code_lifetime,
+                         access_token_lifetime=a.access_token_lifetime,
+                         refresh_token_lifetime=a.refresh_token_lifetime))
+    except ValueError as e:
+        ap.error(str(e))
 
     fake = FakeTikTok(a.cert, a.key, app_key=a.app_key, app_secret=a.app_secret,
                       access_token=a.access_token, shop_cipher=a.shop_cipher, port=a.port,
                       host=a.host, threads=a.threads, unknown_ids=a.unknown_ids,
                       idle_timeout=a.idle_timeout, max_requests_per_conn=a.max_requests_per_conn,
                       verbose=a.verbose,
-                      generated_fulfillment_type=a.generated_fulfillment_type)
+                      generated_fulfillment_type=a.generated_fulfillment_type,
+                      service_id=a.service_id, redirect_url=a.redirect_url,
+                      code_lifetime=a.code_lifetime,
+                      access_token_lifetime=a.access_token_lifetime,
+                      refresh_token_lifetime=a.refresh_token_lifetime)
     if a.seed_file:
         with open(a.seed_file) as fh:
             d = json.load(fh)

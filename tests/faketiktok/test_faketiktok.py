@@ -967,3 +967,443 @@ def test_shipping_providers_and_admin_status(fake, client, certs):
     assert st == 405
     st, r = faketiktok.admin_request(fake.url, "GET", "/_fake/docs/nothing.pdf", None, cafile)
     assert st == 404
+
+
+# --------------------------------------------------------------------------
+# authorization flow and token lifecycle (AUTH.md)
+
+AUTHORIZE = "/open/authorize"
+TOKEN_GET = "/api/v2/token/get"
+TOKEN_REFRESH = "/api/v2/token/refresh"
+SERVICE_ID = faketiktok.DEFAULT_SERVICE_ID
+REDIRECT = "https://app.example/tiktok/callback"
+
+
+def authorize(client, service_id=SERVICE_ID, state="st-1"):
+    q = {"service_id": service_id}
+    if state is not None:
+        q["state"] = state
+    return client.raw("GET", AUTHORIZE + "?" + urllib.parse.urlencode(q))
+
+
+def auth_code(client, state="st-1"):
+    r, data = authorize(client, state=state)
+    assert r.status == 302, data
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(r.getheader("Location")).query)
+    assert q["state"] == [state]
+    return q["code"][0]
+
+
+def token_call(client, path, method="GET", body=None, ctype=None, **params):
+    """A token endpoint call (not signed); app_key and app_secret default to
+    the test app's.  Returns (http status, envelope)."""
+    q = {"app_key": APP_KEY, "app_secret": SECRET}
+    q.update(params)
+    q = {k: v for k, v in q.items() if v is not None}
+    headers = {"Content-Type": ctype} if ctype else None
+    if body is None:
+        target = path + "?" + urllib.parse.urlencode(q)
+    else:
+        target = path
+    r, data = client.raw(method, target, body=body, headers=headers)
+    return r.status, json.loads(data)
+
+
+def exchange(client, code, **kw):
+    return token_call(client, TOKEN_GET, **dict(dict(auth_code=code, grant_type="authorized_code"),
+                                                **kw))
+
+
+def refresh(client, rt, **kw):
+    return token_call(client, TOKEN_REFRESH, **dict(dict(refresh_token=rt,
+                                                         grant_type="refresh_token"), **kw))
+
+
+def issued(client):
+    """Authorize, exchange; the token data."""
+    st, env = exchange(client, auth_code(client))
+    assert st == 200 and env["code"] == 0, env
+    return env["data"]
+
+
+@pytest.fixture
+def afake(certs):
+    """A fake with a redirect URL, so /open/authorize answers."""
+    f = make_fake(certs, redirect_url=REDIRECT)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def aclient(afake, certs):
+    c = Client(afake, certs)
+    yield c
+    c.close()
+
+
+def test_authorize_redirect_carries_code_and_state(fake, client):
+    r, data = authorize(client)
+    assert r.status == 400 and r.getheader("Content-Type").startswith("text/html")
+    assert b"redirect" in data                                   # none configured yet
+    fake.auth(redirect_url=REDIRECT + "?app=1")
+    r, data = authorize(client, service_id="42")
+    assert r.status == 400 and b"service_id" in data
+    state = "a b&c=d/\u00e9%+?#"
+    r, data = authorize(client, state=state)
+    assert r.status == 302
+    loc = r.getheader("Location")
+    assert loc.startswith(REDIRECT + "?app=1&code=")
+    assert loc.endswith("&state=" + urllib.parse.quote(state, safe=""))
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
+    assert q["app"] == ["1"] and q["state"] == [state] and len(q["code"][0]) >= 20
+    r, data = client.raw("GET", AUTHORIZE + "?service_id=%s&state=%%FF%%00z" % SERVICE_ID)
+    assert r.getheader("Location").endswith("&state=%FF%00z")  # not UTF-8: passed as bytes
+    code2 = auth_code(client, state="x")
+    assert code2 != q["code"][0]                                 # a fresh code each time
+    r, data = authorize(client, state=None)                      # missing state: empty
+    assert r.status == 302 and r.getheader("Location").endswith("&state=")
+    fake.auth(approve=False)
+    r, data = authorize(client)
+    assert r.status == 200 and r.getheader("Location") is None and b"denied" in data
+    r, data = client.raw("POST", AUTHORIZE + "?service_id=" + SERVICE_ID)
+    assert r.status == 405
+    assert fake.stats()["authorize_calls"] == 8
+    assert [c["used"] for c in fake.tokens()["codes"]] == [False] * 4
+
+
+def test_token_get_shape_and_code_single_use(afake, aclient):
+    code = auth_code(aclient)
+    t0 = time.time()
+    st, env = exchange(aclient, code)
+    t1 = time.time()
+    assert st == 200 and env["code"] == 0 and env["message"] == "success" and env["request_id"]
+    d = env["data"]
+    assert set(d) == {"access_token", "access_token_expire_in", "refresh_token",
+                      "refresh_token_expire_in", "open_id", "seller_name", "seller_base_region",
+                      "user_type", "granted_scopes"}
+    assert d["access_token"].startswith("ROW_") and d["refresh_token"].startswith("ROW_")
+    assert d["access_token"] != d["refresh_token"]
+    # absolute Unix seconds, lifetime ahead
+    assert int(t0 + 604800) - 1 <= d["access_token_expire_in"] <= t1 + 604800
+    assert int(t0 + 31536000) - 1 <= d["refresh_token_expire_in"] <= t1 + 31536000
+    assert (d["open_id"], d["seller_name"], d["seller_base_region"], d["user_type"]) == (
+        "fake-open-id-1", "Fake Seller", "US", 0)
+    assert d["granted_scopes"] == ["seller.order.info", "seller.fulfillment.basic"]
+    # single use
+    st, env = exchange(aclient, code)
+    assert st == 200 and env["code"] == faketiktok.CODE_AUTH_BAD_CODE and env["data"] is None
+    assert env["message"] == "auth_code is invalid, used or expired"
+    st, env = exchange(aclient, "nope")
+    assert env["code"] == faketiktok.CODE_AUTH_BAD_CODE
+    code = auth_code(aclient)
+    for kw, want in ((dict(app_secret="wrong"), faketiktok.CODE_AUTH_BAD_APP),
+                     (dict(app_key="other"), faketiktok.CODE_AUTH_BAD_APP),
+                     (dict(app_secret=None), faketiktok.CODE_AUTH_BAD_APP),
+                     (dict(grant_type="refresh_token"), faketiktok.CODE_AUTH_BAD_GRANT)):
+        st, env = exchange(aclient, code, **kw)
+        assert st == 200 and env["code"] == want, (kw, env)
+    st, env = token_call(aclient, TOKEN_GET, auth_code=code)          # grant_type missing
+    assert env["code"] == faketiktok.CODE_AUTH_BAD_GRANT
+    st, env = token_call(aclient, TOKEN_GET, method="PUT", auth_code=code)
+    assert st == 405 and env["code"] == faketiktok.CODE_METHOD
+    # the refused calls did not use the code up; POST with a JSON body works
+    body = json.dumps({"app_key": APP_KEY, "app_secret": SECRET, "auth_code": code,
+                       "grant_type": "authorized_code"}).encode()
+    st, env = token_call(aclient, TOKEN_GET, method="POST", body=body, ctype="application/json")
+    assert env["code"] == 0 and env["data"]["access_token"] != d["access_token"]
+    # ... and a form body
+    body = urllib.parse.urlencode({"app_key": APP_KEY, "app_secret": SECRET,
+                                   "auth_code": auth_code(aclient),
+                                   "grant_type": "authorized_code"}).encode()
+    st, env = token_call(aclient, TOKEN_GET, method="POST", body=body,
+                         ctype="application/x-www-form-urlencoded")
+    assert env["code"] == 0
+    st, env = token_call(aclient, TOKEN_GET, method="POST", body=b"[1]", ctype="application/json")
+    assert env["code"] == faketiktok.CODE_BAD_PARAMS
+    s = afake.stats()
+    assert s["token_get_calls"] == 12 and s["token_refresh_calls"] == 0
+    assert {k: v for k, v in s["token_refused"].items() if v} == {
+        "code_used": 1, "code_unknown": 1, "app": 3, "grant": 2, "method": 1, "params": 1}
+    assert s["rejected"] == {"sign": 0, "token": 0, "timestamp": 0, "app_key": 0, "params": 0}
+    assert s["by_path"][TOKEN_GET] == 12 and s["requests"] == 12 + s["authorize_calls"]
+
+
+def test_code_expires(afake, aclient):
+    afake.auth(code_lifetime=0.2)
+    code = auth_code(aclient)
+    time.sleep(0.3)
+    st, env = exchange(aclient, code)
+    assert env["code"] == faketiktok.CODE_AUTH_BAD_CODE
+    assert afake.stats()["token_refused"]["code_expired"] == 1
+    afake.auth(code_lifetime=5)
+    assert exchange(aclient, auth_code(aclient))[1]["code"] == 0
+
+
+def test_refresh_rotates_and_old_refresh_refused(afake, aclient):
+    d = issued(aclient)
+    t0 = time.time()
+    st, env = refresh(aclient, d["refresh_token"])
+    assert st == 200 and env["code"] == 0, env
+    n = env["data"]
+    assert set(n) == set(d) and n["open_id"] == d["open_id"]
+    assert n["access_token"] != d["access_token"] and n["refresh_token"] != d["refresh_token"]
+    assert n["access_token_expire_in"] >= int(t0 + 604800) - 1
+    st, env = refresh(aclient, d["refresh_token"])                    # rotated away
+    assert env["code"] == faketiktok.CODE_AUTH_BAD_REFRESH
+    assert env["message"] == "refresh_token is invalid or expired"
+    for kw, want in ((dict(grant_type="authorized_code"), faketiktok.CODE_AUTH_BAD_GRANT),
+                     (dict(app_secret="x"), faketiktok.CODE_AUTH_BAD_APP),
+                     (dict(refresh_token="ROW_unknown"), faketiktok.CODE_AUTH_BAD_REFRESH)):
+        st, env = refresh(aclient, n["refresh_token"], **kw)
+        assert env["code"] == want, (kw, env)
+    # old access tokens stay valid until their own expiry
+    for at in (d["access_token"], n["access_token"]):
+        st, env = detail(aclient, ["1"], headers={"x-tts-access-token": at})
+        assert env["code"] == 0, env
+    # rotate_refresh false: the same refresh token, expiry unchanged
+    afake.auth(rotate_refresh=False)
+    st, env = refresh(aclient, n["refresh_token"])
+    m = env["data"]
+    assert (m["refresh_token"], m["refresh_token_expire_in"]) == (
+        n["refresh_token"], n["refresh_token_expire_in"])
+    assert refresh(aclient, n["refresh_token"])[1]["code"] == 0       # still usable
+    s = afake.stats()
+    assert s["token_refresh_calls"] == 7
+    assert {k: v for k, v in s["token_refused"].items() if v} == {
+        "refresh_rotated": 1, "refresh_unknown": 1, "grant": 1, "app": 1}
+    toks = afake.tokens()
+    assert [r["state"] for r in toks["refresh_tokens"]] == ["rotated", "active"]
+    assert len(toks["access_tokens"]) == 4 and not any(a["revoked"] for a in toks["access_tokens"])
+
+
+def test_revoke_on_refresh(afake, aclient):
+    afake.auth(revoke_on_refresh=True)
+    d = issued(aclient)
+    other = issued(aclient)                       # another grant: not touched
+    n = refresh(aclient, d["refresh_token"])[1]["data"]
+    st, env = detail(aclient, ["1"], headers={"x-tts-access-token": d["access_token"]})
+    assert env["code"] == faketiktok.CODE_BAD_TOKEN and env["message"] == "Access token is invalid"
+    for at in (n["access_token"], other["access_token"]):
+        assert detail(aclient, ["1"], headers={"x-tts-access-token": at})[1]["code"] == 0
+    assert afake.stats()["rejected"]["token"] == 1
+
+
+def test_issued_token_signed_detail_then_expired(certs):
+    f = make_fake(certs, redirect_url=REDIRECT, access_token_lifetime=1.0)
+    c = Client(f, certs)
+    try:
+        d = issued(c)
+        hdr = {"x-tts-access-token": d["access_token"]}
+        st, env = detail(c, ["576653688135258178"], headers=hdr)
+        assert env["code"] == 0
+        assert env["data"]["orders"][0] == faketiktok.generate_order("576653688135258178")
+        assert d["access_token_expire_in"] <= time.time() + 1.0
+        time.sleep(max(0.0, f.tokens()["access_tokens"][0]["expires"] - time.time()) + 0.05)
+        st, env = detail(c, ["1"], headers=hdr)
+        assert st == 200 and env["code"] == 105002 and env["message"] == "Access token is expired"
+        st, env = detail(c, ["1"], headers={"x-tts-access-token": "ROW_never_issued"})
+        assert env["code"] == 105002 and env["message"] == "Access token is invalid"
+        assert detail(c, ["1"])[1]["code"] == 0               # the static token never expires
+        # a refresh gives a working one again (lifetime set through the admin call)
+        f.auth(access_token_lifetime=600)
+        n = refresh(c, d["refresh_token"])[1]["data"]
+        assert detail(c, ["1"], headers={"x-tts-access-token": n["access_token"]})[1]["code"] == 0
+        # expire_access_tokens: every issued one expires now
+        f.auth(expire_access_tokens=True)
+        st, env = detail(c, ["1"], headers={"x-tts-access-token": n["access_token"]})
+        assert env["message"] == "Access token is expired"
+        assert all(a["expired"] for a in f.tokens()["access_tokens"])
+        assert f.stats()["rejected"]["token"] == 3
+        # expire_refresh_tokens: refresh refused as expired
+        f.auth(expire_refresh_tokens=True)
+        assert refresh(c, n["refresh_token"])[1]["code"] == faketiktok.CODE_AUTH_BAD_REFRESH
+        assert f.stats()["token_refused"]["refresh_expired"] == 1
+    finally:
+        c.close()
+        f.stop()
+
+
+def test_shops_of_the_authorization(afake, aclient):
+    shops = [{"id": "7000000000000000101", "name": "Shop A", "region": "US",
+              "seller_type": "LOCAL", "cipher": "ROW_cipherA", "code": "USA1"},
+             {"id": 7000000000000000102, "cipher": "ROW_cipherB"}]
+    afake.auth(open_id="seller-2", seller_name="Seller Two", shops=shops)
+    d = issued(aclient)
+    assert (d["open_id"], d["seller_name"]) == ("seller-2", "Seller Two")
+    hdr = {"x-tts-access-token": d["access_token"]}
+    st, env = aclient.api("GET", SHOPS, cipher=None, headers=hdr)
+    assert env["code"] == 0
+    got = env["data"]["shops"]
+    assert got[0] == shops[0]
+    assert got[1] == {"id": "7000000000000000102", "name": "Fake Shop", "region": "US",
+                      "seller_type": "LOCAL", "cipher": "ROW_cipherB", "code": "USLCFAKE01"}
+    # the static token: today's one shop
+    st, env = aclient.api("GET", SHOPS, cipher=None)
+    assert [s["cipher"] for s in env["data"]["shops"]] == [CIPHER]
+    # an issued token takes its shops' ciphers on order calls
+    assert detail(aclient, ["1"], cipher="ROW_cipherB", headers=hdr)[1]["code"] == 0
+    assert detail(aclient, ["1"], cipher=CIPHER, headers=hdr)[1]["code"] == 36009001
+    assert detail(aclient, ["1"], cipher="ROW_cipherB")[1]["code"] == 36009001
+    # a later change of the settings does not touch tokens already issued
+    afake.auth(shops=[])
+    assert len(aclient.api("GET", SHOPS, cipher=None, headers=hdr)[1]["data"]["shops"]) == 2
+    d2 = issued(aclient)
+    st, env = aclient.api("GET", SHOPS, cipher=None,
+                          headers={"x-tts-access-token": d2["access_token"]})
+    assert env["data"]["shops"] == []
+
+
+def test_admin_revoke_over_https(afake, aclient, certs):
+    cafile = os.path.join(certs, "ca.pem")
+    d = issued(aclient)
+    code = auth_code(aclient)                                 # not exchanged yet
+    st, r = faketiktok.admin_request(afake.url, "POST", "/_fake/auth",
+                                     {"open_id": "seller-9"}, cafile)
+    assert st == 200 and r["ok"] is True and r["auth"]["open_id"] == "seller-9"
+    other = issued(aclient)
+    st, r = faketiktok.admin_request(afake.url, "POST", "/_fake/auth",
+                                     {"open_id": "fake-open-id-1", "revoke": True}, cafile)
+    assert st == 200
+    assert refresh(aclient, d["refresh_token"])[1]["code"] == faketiktok.CODE_AUTH_BAD_REFRESH
+    assert exchange(aclient, code)[1]["code"] == faketiktok.CODE_AUTH_BAD_CODE
+    st, env = detail(aclient, ["1"], headers={"x-tts-access-token": d["access_token"]})
+    assert env["code"] == faketiktok.CODE_BAD_TOKEN
+    assert detail(aclient, ["1"], headers={"x-tts-access-token": other["access_token"]}
+                  )[1]["code"] == 0                           # seller-9 keeps its tokens
+    st, r = faketiktok.admin_request(afake.url, "GET", "/_fake/auth", None, cafile)
+    assert st == 200 and r["auth"]["open_id"] == "fake-open-id-1"
+    assert r["auth"]["redirect_url"] == REDIRECT and r["auth"]["service_id"] == SERVICE_ID
+    assert [(a["open_id"], a["revoked"]) for a in r["access_tokens"]] == [
+        ("fake-open-id-1", True), ("seller-9", False)]
+    assert [(x["open_id"], x["state"]) for x in r["refresh_tokens"]] == [
+        ("fake-open-id-1", "revoked"), ("seller-9", "active")]
+    assert all(a["expires"] > time.time() for a in r["access_tokens"])
+    s = afake.stats()["token_refused"]
+    assert s["refresh_revoked"] == 1 and s["code_revoked"] == 1
+
+
+def test_fault_on_token_refresh(afake, aclient):
+    d = issued(aclient)
+    afake.fault(path=TOKEN_REFRESH, http_status=503)
+    st, env = refresh(aclient, d["refresh_token"])
+    assert st == 503 and env["code"] == faketiktok.CODE_SERVER_ERROR
+    st, env = refresh(aclient, d["refresh_token"])             # nothing happened: same token works
+    assert st == 200 and env["code"] == 0
+    afake.fault(path="/api/v2/token/*", drop=True)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError, ssl.SSLError)):
+        refresh(aclient, env["data"]["refresh_token"])
+    aclient.close()
+    afake.fault(path=TOKEN_REFRESH, latency_ms=200)
+    t = time.monotonic()
+    assert refresh(aclient, env["data"]["refresh_token"])[1]["code"] == 0
+    assert time.monotonic() - t >= 0.18
+    afake.fault(path=AUTHORIZE, code=36009002)
+    r, data = authorize(aclient)
+    assert r.status == 200 and json.loads(data)["code"] == 36009002
+    s = afake.stats()
+    assert s["faults_served"] == 4 and s["token_refresh_calls"] == 4
+
+
+def test_admin_auth_validation(afake, certs):
+    cafile = os.path.join(certs, "ca.pem")
+    before = afake.auth()
+    for body, words in (({"bogus": 1, "other": 2}, "bogus, other"),
+                        ({"approve": "yes"}, "approve"),
+                        ({"revoke": 1}, "revoke"),
+                        ({"code_lifetime": 0}, "code_lifetime"),
+                        ({"access_token_lifetime": -1}, "access_token_lifetime"),
+                        ({"refresh_token_lifetime": True}, "refresh_token_lifetime"),
+                        ({"service_id": ""}, "service_id"),
+                        ({"open_id": 5}, "open_id"),
+                        ({"redirect_url": "ftp://x"}, "redirect_url"),
+                        ({"redirect_url": "https://a b"}, "redirect_url"),
+                        ({"shops": {}}, "shops"),
+                        ({"shops": [{"id": "12a", "cipher": "c"}]}, "shops[0].id"),
+                        ({"shops": [{"id": "1" * 65, "cipher": "c"}]}, "shops[0].id"),
+                        ({"shops": [{"id": "1"}]}, "shops[0].cipher"),
+                        ({"shops": [{"id": "1", "cipher": "c", "colour": "red"}]}, "colour"),
+                        ({"shops": [{"id": "1", "cipher": "c"}, {"id": "1", "cipher": "d"}]},
+                         "duplicate"),
+                        ({"open_id": "ok", "code_lifetime": "soon"}, "code_lifetime")):
+        st, r = faketiktok.admin_request(afake.url, "POST", "/_fake/auth", body, cafile)
+        assert st == 400 and words in r["error"], (body, r)
+    assert afake.auth() == before                       # nothing applied, not even "ok"
+    st, r = faketiktok.admin_request(afake.url, "POST", "/_fake/auth", b"[1]", cafile)
+    assert st == 400
+    st, r = faketiktok.admin_request(afake.url, "DELETE", "/_fake/auth", None, cafile)
+    assert st == 405
+    with pytest.raises(ValueError):
+        afake.auth(shops=[{"id": "1", "cipher": 7}])
+    # reset: tokens forgotten, settings back to the ctor's (redirect_url kept)
+    c = Client(afake, certs)
+    issued(c)
+    afake.auth(redirect_url="", approve=False, service_id="9", code_lifetime=1)
+    assert afake.auth()["redirect_url"] == ""
+    st, r = faketiktok.admin_request(afake.url, "POST", "/_fake/reset", {}, cafile)
+    assert st == 200 and afake.auth() == before
+    assert afake.tokens() == {"codes": [], "access_tokens": [], "refresh_tokens": []}
+    s = afake.stats()
+    assert s["authorize_calls"] == 0 and s["token_get_calls"] == 0 and s["token_refused"]["app"] == 0
+    assert auth_code(c)
+    c.close()
+    assert before == {"service_id": SERVICE_ID, "redirect_url": REDIRECT, "approve": True,
+                      "open_id": "fake-open-id-1", "seller_name": "Fake Seller",
+                      "shops": [{"id": "7495540735365777507", "name": "Fake Shop", "region": "US",
+                                 "seller_type": "LOCAL", "cipher": CIPHER, "code": "USLCFAKE01"}],
+                      "code_lifetime": 600.0, "access_token_lifetime": 604800.0,
+                      "refresh_token_lifetime": 31536000.0, "rotate_refresh": True,
+                      "revoke_on_refresh": False}
+    with pytest.raises(ValueError):
+        make_fake(certs, code_lifetime=0)
+
+
+def test_issued_entries_are_bounded(afake, monkeypatch):
+    monkeypatch.setattr(faketiktok, "AUTH_MAX_ENTRIES", 3)
+    with afake._lock:
+        for i in range(5):
+            faketiktok._put_bounded(afake._codes, "c%d" % i, {"grant": {"open_id": "o"},
+                                                             "expires": 0, "used": False,
+                                                             "revoked": False})
+    assert [x["code"] for x in afake.tokens()["codes"]] == ["c2", "c3", "c4"]
+
+
+def test_command_line_auth_options(certs):
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "faketiktok.py"), "--port", "0",
+                          "--cert", os.path.join(certs, "server.pem"),
+                          "--key", os.path.join(certs, "server.key"),
+                          "--app-key", APP_KEY, "--app-secret", SECRET, "--access-token", TOKEN,
+                          "--shop-cipher", CIPHER, "--service-id", "123456",
+                          "--redirect-url", REDIRECT, "--code-lifetime", "30",
+                          "--access-token-lifetime", "2.5", "--refresh-token-lifetime", "100"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening "), line + p.stderr.read()
+
+        class F(object):
+            pass
+        f = F()
+        f.port = int(line.split()[1])
+        c = Client(f, certs)
+        r, data = authorize(c, service_id="123456", state="cli")
+        assert r.status == 302
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(r.getheader("Location")).query)["code"][0]
+        t = time.time()
+        st, env = exchange(c, code)
+        d = env["data"]
+        assert int(t + 2.5) - 1 <= d["access_token_expire_in"] <= time.time() + 2.5
+        assert int(t + 100) - 1 <= d["refresh_token_expire_in"] <= time.time() + 100
+        st, env = detail(c, ["1"], headers={"x-tts-access-token": d["access_token"]})
+        assert env["code"] == 0
+        c.close()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+    r = subprocess.run([sys.executable, os.path.join(HERE, "faketiktok.py"), "--cert", "x",
+                        "--key", "y", "--code-lifetime", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "code_lifetime" in r.stderr
