@@ -14,12 +14,16 @@
 # TikTok Shop itself cannot be reached from here, so the demo shop talks to
 # the fake TikTok Shop server of the tests (tests/faketiktok, real HTTPS and
 # signing, with a test CA in run/tt): webhooks sent with
-# contrib/send-webhook.sh become orders.  Labels of seller-shipped orders
+# contrib/send-webhook.sh become orders.  The demo creator is made with
+# orderflowd --create-creator and its shop connected through the fake's
+# authorization page and token endpoints, as a real one is through
+# TikTok's.  Labels of seller-shipped orders
 # are bought from the fake carrier of the tests (tests/fakecarrier, an
 # EasyPost v2 API, same test CA), whose tracker events come back signed to
-# POST /webhooks/carrier.  For real shops, set tiktok.api_base and
-# tiktok.ca_file to the real API and store each shop's credentials; for a
-# real carrier, carrier.api_base, api_key_file and webhook_secret_file.
+# POST /webhooks/carrier.  For real shops, point tiktok.api_base,
+# authorize_url and auth_base at TikTok and set your app's app_key,
+# app_secret_file and service_id; for a real carrier, carrier.api_base,
+# api_key_file and webhook_secret_file.
 set -euo pipefail
 
 SRCDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
@@ -34,6 +38,9 @@ FAKE_PIDFILE=$RUNDIR/faketiktok.pid
 FAKE_PID=
 FAKE_PORT=
 CARRIER_PIDFILE=$RUNDIR/fakecarrier.pid
+# The demo app's secret (0600) and service id, as Partner Center gives them.
+APP_SECRET_FILE=$RUNDIR/tiktok-app.secret
+DEMO_SERVICE_ID=7000000000000000001
 CARRIER_PID=
 CARRIER_PORT=
 # The fake carrier's API key and webhook secret (0600, kept between runs).
@@ -148,7 +155,9 @@ start_fake() {
 	setsid /usr/bin/python3 "$SRCDIR/tests/faketiktok/faketiktok.py" --port 0 \
 		--cert "$RUNDIR/tt/server.pem" --key "$RUNDIR/tt/server.key" \
 		--app-key demo-app-key --app-secret demo-app-secret \
-		--access-token demo-access-token >"$out" 2>"$RUNDIR/faketiktok.log" &
+		--access-token demo-access-token --service-id "$DEMO_SERVICE_ID" \
+		--redirect-url "http://127.0.0.1:$PORT/oauth/tiktok/callback" \
+		>"$out" 2>"$RUNDIR/faketiktok.log" &
 	FAKE_PID=$!
 	echo "$FAKE_PID" >"$FAKE_PIDFILE"
 	FAKE_PORT=$(wait_listening "$out" "$FAKE_PID") ||
@@ -230,10 +239,17 @@ migrations_dir = $SRCDIR/sql
 socket = $OF_REDIS_SOCKET
 
 # The fake TikTok Shop server started by quickstart.sh (see its header).
+# The demo shop is connected through the fake's authorization page and
+# token endpoints, as a real shop is through TikTok's (README "Shops").
 [tiktok]
 api_base = https://127.0.0.1:$FAKE_PORT
 ca_file = $RUNDIR/tt/ca.pem
 sync_interval = 30s
+app_key = demo-app-key
+app_secret_file = $APP_SECRET_FILE
+service_id = $DEMO_SERVICE_ID
+authorize_url = https://127.0.0.1:$FAKE_PORT/open/authorize
+auth_base = https://127.0.0.1:$FAKE_PORT
 
 # The fake carrier (EasyPost v2) started by quickstart.sh: labels of
 # seller-shipped orders; its tracker events come to /webhooks/carrier.
@@ -254,19 +270,46 @@ EOF
 	mv -- "$tmp" "$CONF"
 }
 
-# Idempotent: ON CONFLICT on the unique email / tiktok_shop_id / user_id.
+# The demo creator, as an operator makes one (once; kept between runs).
+demo_creator() {
+	DEMO_CREATOR=$("$OF_PG_BIN/psql" -X -Atq "$OF_PG_CONNINFO" \
+		-c "SELECT id FROM creators WHERE email = 'demo@orderflow.test'") ||
+		die "cannot read the creators"
+	if [[ -z $DEMO_CREATOR ]]; then
+		DEMO_CREATOR=$("$DAEMON" -c "$CONF" --create-creator demo@orderflow.test \
+			--name "Demo Creator") || die "orderflowd --create-creator failed"
+	fi
+}
+
+# Connect the demo shop the way a creator does: the connect link (as the
+# creator), TikTok's authorization page (the fake approves at once), and
+# the callback it sends the browser back to.
+connect_demo_shop() {
+	local h link back page
+	h="Authorization: Bearer $(OF_JWT_SECRET=$JWT_SECRET "$SRCDIR/contrib/make-token.sh" "$DEMO_CREATOR")"
+	link=$(curl -fsS -H "$h" -H 'Accept: application/json' "http://127.0.0.1:$PORT/api/shops/connect" |
+		jq -r .authorize_url) || die "GET /api/shops/connect failed"
+	back=$(curl -fsS --cacert "$RUNDIR/tt/ca.pem" -o /dev/null -w '%{redirect_url}' "$link") ||
+		die "the fake TikTok authorization page failed; see $RUNDIR/faketiktok.log"
+	page=$(curl -sS "$back") || die "the authorization callback failed"
+	[[ $page == *"Connected:"* ]] || die "the demo shop was not connected: $page"
+	say "demo shop connected through the authorization flow"
+}
+
+# wait_ready: until /readyz answers 200 (bounded), or the daemon exits.
+wait_ready() {
+	local i
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$DAEMON_PID" 2>/dev/null || die "orderflowd exited; see its output above"
+		curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && return 0
+		sleep 0.1
+	done
+	die "orderflowd did not become ready within 30 s"
+}
+
+# Idempotent: ON CONFLICT on the unique user_id / (user_id, sku).
 seed_demo_data() {
 	"$OF_PG_BIN/psql" -X -q -1 -v ON_ERROR_STOP=1 "$OF_PG_CONNINFO" <<'EOF'
-INSERT INTO creators (id, email, display_name)
-VALUES (gen_random_uuid(), 'demo@orderflow.test', 'Demo Creator')
-ON CONFLICT DO NOTHING;
-
-INSERT INTO shops (id, creator_id, tiktok_shop_id, shop_name, app_key, app_secret,
-                   access_token)
-SELECT gen_random_uuid(), c.id, '7495540735365777507', 'Demo Shop',
-       'demo-app-key', 'demo-app-secret', 'demo-access-token'
-FROM creators c WHERE c.email = 'demo@orderflow.test'
-ON CONFLICT (tiktok_shop_id) DO UPDATE SET access_token = EXCLUDED.access_token;
 
 -- Stock for the SKUs of the fake TikTok server's catalog (SKU-000..SKU-031),
 -- so a demo order has its stock reserved and waits at ready_to_ship; stock
@@ -314,8 +357,9 @@ shipped on TikTok with TikTok's label, then waiting for the delivery):
 Dead letters (admin token in $RUNDIR/admin.token):
   curl -H "Authorization: Bearer \$(cat $RUNDIR/admin.token)" $url/api/admin/dead-letters
 Dashboard API as the demo creator (token by contrib/make-token.sh):
-  creator=\$(psql $(shquote "$OF_PG_CONNINFO") -Atc "SELECT id FROM creators WHERE email = 'demo@orderflow.test'")
+  creator=$DEMO_CREATOR
   H="Authorization: Bearer \$(contrib/make-token.sh \$creator)"
+  curl -H "\$H" $url/api/shops                              # the demo shop, connected through the authorization flow
   curl -H "\$H" '$url/api/orders?limit=10'
   curl -H "\$H" $url/api/orders/576653688135258178         # workflow, shipping_info, tracking_info
   curl -H "\$H" '$url/api/workflows?status=waiting'         # the needs-attention inbox
@@ -396,16 +440,24 @@ main() {
 	start_fake
 	start_carrier
 	admin_token
+	# The fake's app secret: what it signs webhooks and checks calls with.
+	if ! (umask 077 && printf 'demo-app-secret\n' >"$APP_SECRET_FILE") ||
+		! chmod 0600 -- "$APP_SECRET_FILE"; then
+		die "cannot write $APP_SECRET_FILE"
+	fi
 	write_config
 	"$DAEMON" -c "$CONF" --migrate || die "orderflowd --migrate failed"
-	seed_demo_data || die "could not create the demo creator and shop"
-	print_howto
+	demo_creator
+	seed_demo_data || die "could not create the demo data"
 
 	# Own session (setsid): a terminal ^C reaches only this script, which
 	# sends one SIGTERM; two signals would make orderflowd exit at once.
 	setsid "$DAEMON" -c "$CONF" &
 	DAEMON_PID=$!
 	echo "$DAEMON_PID" >"$PIDFILE"
+	wait_ready
+	connect_demo_shop
+	print_howto
 	local rc=0
 	wait "$DAEMON_PID" || rc=$?
 	DAEMON_PID=

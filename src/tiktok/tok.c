@@ -50,6 +50,7 @@ struct tok_auth {
 	bool		active;		/* status 'active' at the last load */
 	bool		busy;		/* a renewal is under way */
 	bool		seen;		/* still named by the last load */
+	long long	from;		/* the version this renewal started from (loads may move version) */
 	int		attempt;	/* TikTok calls of this renewal */
 	int64_t		poll_until;	/* mono ms: stop waiting for another holder */
 	struct tok_waiters waiters;
@@ -248,7 +249,7 @@ tok_refused(struct tok_auth *a, const char *error)
 	struct shops *sh = tok_shops(k);
 	char ver[24], reason[400];
 
-	snprintf(ver, sizeof(ver), "%lld", a->version);
+	snprintf(ver, sizeof(ver), "%lld", a->from);
 	snprintf(reason, sizeof(reason), "TikTok refused to renew the shop's authorization (%s): "
 	    "connect the shop again", error);
 	log_warn("TikTok refused a token renewal", "authorization=%s error=%s", a->id,
@@ -327,7 +328,7 @@ tok_save(struct tok_auth *a)
 	struct pg_batch *b = pg_batch_new(tok_on_saved, a);
 	char ver[24];
 
-	snprintf(ver, sizeof(ver), "%lld", a->version);
+	snprintf(ver, sizeof(ver), "%lld", a->from);
 	pg_batch_add(b, true, "tok_save", 7, (const char *[]){ a->id, k->owner, a->grant[0],
 	    a->grant[1], a->grant[2], a->grant[3], ver });
 	if (pg_submit(k->w->pg, b) != PG_OK && ++a->save_attempt <= 2 * (int)k->w->cfg->tiktok.retry_attempts)
@@ -425,7 +426,7 @@ tok_on_claim(struct pg_batch *b, void *arg)
 		return;
 	}
 	version = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	if (version > a->version && strcmp(PQgetvalue(r, 0, 2), "active") == 0) {
+	if (version > a->from && strcmp(PQgetvalue(r, 0, 2), "active") == 0) {
 		tok_adopt(a, PQgetvalue(r, 0, 3), version, strtoll(PQgetvalue(r, 0, 4), NULL, 10));
 		util_count(&k->outcomes[TOK_OUT_ADOPTED], 1);
 		tok_finish(a, TOK_RETRY_WITH, PQgetvalue(r, 0, 3), "");
@@ -469,7 +470,7 @@ tok_claim(struct tok_auth *a)
 	char lease[24], ver[24];
 
 	snprintf(lease, sizeof(lease), "%lld", (long long)k->w->cfg->tiktok.token_lease);
-	snprintf(ver, sizeof(ver), "%lld", a->version);
+	snprintf(ver, sizeof(ver), "%lld", a->from);
 	b = pg_batch_new(tok_on_claim, a);
 	pg_batch_add(b, true, "tok_claim", 4, (const char *[]){ a->id, k->owner, lease, ver });
 	if (pg_submit(k->w->pg, b) != PG_OK)
@@ -484,6 +485,7 @@ tok_start(struct tok_auth *a)
 		return;
 	twheel_cancel(&a->due);
 	a->busy = true;
+	a->from = a->version;
 	a->attempt = 0;
 	a->poll_until = 0;
 	tok_claim(a);
