@@ -66,6 +66,11 @@ void shops_set_token(struct shops *s, const char *auth_id, const char *token, lo
 void shops_reload(struct shops *s);
 /* The same on every worker of the process (any thread). */
 void shops_reload_all(struct worker_set *set);
+/*
+ * Load again, then fn(w, arg) on this worker once a load that started
+ * after this call has ended (whether it succeeded or not).
+ */
+void shops_reload_then(struct shops *s, void (*fn)(struct worker *w, void *arg), void *arg);
 size_t shops_app_count(const struct shops *s);
 const struct shop_app *shops_app(const struct shops *s, size_t i);
 

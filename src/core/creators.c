@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderflow/cmd.h"
 #include "orderflow/config.h"
 #include "orderflow/creators.h"
 #include "orderflow/util.h"
@@ -67,31 +68,6 @@ creators_name_check(const char *name)
 	return NULL;
 }
 
-static PGconn *
-creators_connect(const struct config *cfg)
-{
-	PGconn *conn = PQconnectdb(cfg->postgres.conninfo);
-
-	if (PQstatus(conn) != CONNECTION_OK) {
-		fprintf(stderr, "orderflowd: cannot connect to PostgreSQL: %s", PQerrorMessage(conn));
-		PQfinish(conn);
-		return NULL;
-	}
-	return conn;
-}
-
-static void
-creators_error(PGresult *r, const char *what)
-{
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-
-	if (state != NULL && strcmp(state, "42P01") == 0)
-		fprintf(stderr, "orderflowd: %s: the creators table does not exist: "
-		    "run orderflowd --migrate first\n", what);
-	else
-		fprintf(stderr, "orderflowd: %s: %s", what, PQresultErrorMessage(r));
-}
-
 int
 creators_cmd_create(const struct config *cfg, const char *email, const char *name,
     const char *id)
@@ -107,14 +83,14 @@ creators_cmd_create(const struct config *cfg, const char *email, const char *nam
 		local[strcspn(local, "@")] = '\0';
 		name = local;
 	}
-	if ((conn = creators_connect(cfg)) == NULL) {
+	if ((conn = cmd_pg_connect(cfg)) == NULL) {
 		free(local);
 		return 1;
 	}
 	r = PQexecParams(conn, creators_insert_sql, 4, NULL,
 	    (const char *[]){ id, email, name, "cli" }, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		creators_error(r, "cannot create the creator");
+		cmd_pg_error(r, "cannot create the creator", "creators");
 	} else if (PQntuples(r) != 1) {
 		fprintf(stderr, "orderflowd: a creator with this e-mail%s exists already\n",
 		    id != NULL ? " or id" : "");
@@ -137,13 +113,13 @@ creators_cmd_list(const struct config *cfg)
 	PGresult *r;
 	int rc = 1;
 
-	if ((conn = creators_connect(cfg)) == NULL)
+	if ((conn = cmd_pg_connect(cfg)) == NULL)
 		return 1;
 	r = PQexec(conn, "SELECT c.id, c.email, c.display_name, c.created_at,"
 	    " (SELECT count(*) FROM shops s WHERE s.creator_id = c.id)"
 	    " FROM creators c ORDER BY c.created_at, c.id");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		creators_error(r, "cannot list the creators");
+		cmd_pg_error(r, "cannot list the creators", "creators");
 	} else {
 		printf("ID\tEMAIL\tNAME\tCREATED\tSHOPS\n");
 		for (int i = 0; i < PQntuples(r); i++)

@@ -23,6 +23,7 @@
 
 #include "orderflow.h"
 #include "orderflow/auth.h"
+#include "orderflow/cmd.h"
 #include "orderflow/creators.h"
 
 #define MAIN_POLL_MS 50		/* readiness and exit checks */
@@ -247,33 +248,6 @@ static const char main_key_list_sql[] =
     " coalesce(" MAIN_UTC("revoked_at") ", '-'), coalesce(" MAIN_UTC("last_used_at") ", '-')"
     " FROM api_keys WHERE $1::uuid IS NULL OR creator_id = $1::uuid ORDER BY created_at, id";
 
-/* Connect for a command; NULL after saying why. */
-static PGconn *
-main_pg_connect(const struct config *cfg)
-{
-	PGconn *conn = PQconnectdb(cfg->postgres.conninfo);
-
-	if (PQstatus(conn) != CONNECTION_OK) {
-		fprintf(stderr, "orderflowd: cannot connect to PostgreSQL: %s", PQerrorMessage(conn));
-		PQfinish(conn);
-		return NULL;
-	}
-	return conn;
-}
-
-/* Report a failed statement; a missing api_keys table means --migrate was not run. */
-static void
-main_pg_error(PGresult *r, const char *what)
-{
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-
-	if (state != NULL && strcmp(state, "42P01") == 0)
-		fprintf(stderr, "orderflowd: %s: the api_keys table does not exist: "
-		    "run orderflowd --migrate first\n", what);
-	else
-		fprintf(stderr, "orderflowd: %s: %s", what, PQresultErrorMessage(r));
-}
-
 /* --create-api-key: insert the hash, print the key (once) and its id. */
 static int
 main_key_create(const struct config *cfg, const char *creator, const char *name)
@@ -286,7 +260,7 @@ main_key_create(const struct config *cfg, const char *creator, const char *name)
 	PGresult *r;
 	int rc = 1;
 
-	if ((conn = main_pg_connect(cfg)) == NULL)
+	if ((conn = cmd_pg_connect(cfg)) == NULL)
 		return 1;
 	/* Ids are 64 random bits; a collision is retried, not reported. */
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -311,7 +285,7 @@ main_key_create(const struct config *cfg, const char *creator, const char *name)
 			PQclear(r);
 			continue;
 		} else {
-			main_pg_error(r, "cannot create the API key");
+			cmd_pg_error(r, "cannot create the API key", "api_keys");
 		}
 		PQclear(r);
 		break;
@@ -330,11 +304,11 @@ main_key_revoke(const struct config *cfg, const char *id)
 	PGresult *r;
 	int rc = 1;
 
-	if ((conn = main_pg_connect(cfg)) == NULL)
+	if ((conn = cmd_pg_connect(cfg)) == NULL)
 		return 1;
 	r = PQexecParams(conn, main_key_revoke_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-		main_pg_error(r, "cannot revoke the API key");
+		cmd_pg_error(r, "cannot revoke the API key", "api_keys");
 	} else if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
 		fprintf(stderr, "orderflowd: no API key with id %s\n", id);
 	} else {
@@ -360,7 +334,7 @@ main_key_list(const struct config *cfg, const char *creator)
 	PGresult *r;
 	int rc = 1;
 
-	if ((conn = main_pg_connect(cfg)) == NULL)
+	if ((conn = cmd_pg_connect(cfg)) == NULL)
 		return 1;
 	if (creator != NULL) {
 		r = PQexecParams(conn, "SELECT 1 FROM creators WHERE id = $1::uuid", 1, NULL, params,
@@ -369,7 +343,7 @@ main_key_list(const struct config *cfg, const char *creator)
 			if (PQresultStatus(r) == PGRES_TUPLES_OK)
 				fprintf(stderr, "orderflowd: no creator with id %s\n", creator);
 			else
-				main_pg_error(r, "cannot list the API keys");
+				cmd_pg_error(r, "cannot list the API keys", "api_keys");
 			PQclear(r);
 			PQfinish(conn);
 			return 1;
@@ -378,7 +352,7 @@ main_key_list(const struct config *cfg, const char *creator)
 	}
 	r = PQexecParams(conn, main_key_list_sql, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		main_pg_error(r, "cannot list the API keys");
+		cmd_pg_error(r, "cannot list the API keys", "api_keys");
 	} else {
 		printf("ID\tCREATOR\tNAME\tCREATED\tREVOKED\tLAST_USED\n");
 		for (int i = 0; i < PQntuples(r); i++)

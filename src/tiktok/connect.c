@@ -8,6 +8,7 @@
 #include <event2/keyvalq_struct.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "orderflow/tt.h"
 #include "orderflow/ttauth.h"
 #include "orderflow/ttsign.h"
+#include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 
 #define CONNECT_TOKEN_PATH "/api/v2/token/get"
@@ -206,35 +208,46 @@ connect_page(struct httpd_req *hr, int status, const char *title, const char *fm
 		log_info("shop connection refused", "status=%d reason=%s", status, log_quote(msg));
 }
 
+/*
+ * The page says "connected" only once every worker of this daemon has
+ * loaded the shop, so its first webhooks are verified, not refused.
+ */
+struct connect_barrier {
+	atomic_int	left;		/* workers still loading */
+	struct connect_cb *c;
+	json_t		*doc;		/* what shop_connect returned */
+};
+
+static void connect_answer(struct worker *w, void *arg);
+
 static void
-connect_on_stored(struct pg_batch *b, void *arg)
+connect_loaded(struct worker *w, void *arg)
 {
-	struct connect_cb *c = arg;
+	struct connect_barrier *x = arg;
+
+	if (atomic_fetch_sub(&x->left, 1) == 1)
+		worker_post(x->c->hr->w, connect_answer, x);
+}
+
+static void
+connect_reload_msg(struct worker *w, void *arg)
+{
+	shops_reload_then(webhook_shops(w->svc[SERVICE_WEBHOOK]), connect_loaded, arg);
+}
+
+/* The page, on the request's worker. */
+static void
+connect_answer(struct worker *w, void *arg)
+{
+	struct connect_barrier *x = arg;
+	struct connect_cb *c = x->c;
 	struct httpd_req *hr = c->hr;
-	const char *state = pg_batch_sqlstate(b), *done = hr->w->cfg->tiktok.connect_done_url;
-	PGresult *r = pg_batch_result(b, 0);
-	json_t *doc, *s;
-	struct evbuffer *names;
+	const char *done = hr->w->cfg->tiktok.connect_done_url;
+	struct evbuffer *names = evbuffer_new();
+	json_t *s;
 	size_t i;
 
-	if (state != NULL && strcmp(state, "OF001") == 0) {
-		connect_page(hr, 409, "Shop not connected", "%s. Nothing was stored: sign in with the "
-		    "creator account that owns it, or ask the operator to move it.",
-		    pg_batch_error(b));
-		connect_cb_free(c);
-		return;
-	}
-	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 ||
-	    (doc = json_loads(PQgetvalue(r, 0, 0), 0, NULL)) == NULL) {
-		log_warn("shop connection not stored", "error=%s", log_quote(pg_batch_error(b)));
-		connect_page(hr, 503, "Shop not connected", "The shop could not be stored just now. "
-		    "Nothing was stored: start again from the dashboard in a minute.");
-		connect_cb_free(c);
-		return;
-	}
-	shops_reload_all(hr->w->set);
-	names = evbuffer_new();
-	json_array_foreach(json_object_get(doc, "shops"), i, s) {
+	json_array_foreach(json_object_get(x->doc, "shops"), i, s) {
 		const char *name = json_string_value(json_object_get(s, "name"));
 
 		evbuffer_add_printf(names, "%s%s (%s)", i > 0 ? ", " : "", name != NULL ? name :
@@ -259,8 +272,43 @@ connect_on_stored(struct pg_batch *b, void *arg)
 		    (const char *)evbuffer_pullup(names, -1));
 	}
 	evbuffer_free(names);
-	json_decref(doc);
+	json_decref(x->doc);
+	free(x);
 	connect_cb_free(c);
+}
+
+static void
+connect_on_stored(struct pg_batch *b, void *arg)
+{
+	struct connect_cb *c = arg;
+	struct httpd_req *hr = c->hr;
+	const char *state = pg_batch_sqlstate(b);
+	PGresult *r = pg_batch_result(b, 0);
+	struct worker_set *set = hr->w->set;
+	struct connect_barrier *x;
+	json_t *doc;
+
+	if (state != NULL && strcmp(state, "OF001") == 0) {
+		connect_page(hr, 409, "Shop not connected", "%s. Nothing was stored: sign in with the "
+		    "creator account that owns it, or ask the operator to move it.",
+		    pg_batch_error(b));
+		connect_cb_free(c);
+		return;
+	}
+	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 ||
+	    (doc = json_loads(PQgetvalue(r, 0, 0), 0, NULL)) == NULL) {
+		log_warn("shop connection not stored", "error=%s", log_quote(pg_batch_error(b)));
+		connect_page(hr, 503, "Shop not connected", "The shop could not be stored just now. "
+		    "Nothing was stored: start again from the dashboard in a minute.");
+		connect_cb_free(c);
+		return;
+	}
+	x = xcalloc(1, sizeof(*x));
+	atomic_init(&x->left, set->n);
+	x->c = c;
+	x->doc = doc;
+	for (int i = 0; i < set->n; i++)
+		worker_post_owned(&set->workers[i], connect_reload_msg, connect_loaded, x);
 }
 
 static void

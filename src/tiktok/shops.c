@@ -19,6 +19,13 @@
 /* Early reloads on unknown shops, at most this often. */
 #define SHOPS_MISS_RELOAD_US 1000000
 
+/* Someone to tell when a fresh load is done (shops_reload_then). */
+struct shops_waiter {
+	struct shops_waiter *link;
+	worker_fn	*fn;
+	void		*arg;
+};
+
 struct shops {
 	struct worker	*w;
 	struct shop	*list;		/* sorted by tiktok_shop_id */
@@ -28,6 +35,8 @@ struct shops {
 	atomic_bool	loaded;		/* a load has succeeded; read by other threads */
 	bool		loading;	/* a load is in flight */
 	bool		again;		/* asked for while loading: it may predate the change */
+	struct shops_waiter *next;	/* told when a load that starts after them ends */
+	struct shops_waiter *current;	/* told when the load in flight ends */
 	int64_t		last_miss_reload; /* mono us */
 	struct event	*timer;		/* next periodic reload */
 	bool		stopped;	/* shutting down: no more reloads */
@@ -105,6 +114,19 @@ shops_schedule(struct shops *s)
 	evtimer_add(s->timer, &tv);
 }
 
+/* The load in flight ended (loaded or not): its waiters may go on. */
+static void
+shops_tell(struct shops *s)
+{
+	struct shops_waiter *wt;
+
+	while ((wt = s->current) != NULL) {
+		s->current = wt->link;
+		wt->fn(s->w, wt->arg);
+		free(wt);
+	}
+}
+
 static void
 shops_on_load(struct pg_batch *b, void *arg)
 {
@@ -114,6 +136,7 @@ shops_on_load(struct pg_batch *b, void *arg)
 	size_t n;
 
 	s->loading = false;
+	shops_tell(s);
 	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 12) {
 		log_debug("cannot load shops", "error=%s",
 		    log_quote(pg_batch_error(b) != NULL ? pg_batch_error(b) : "bad result"));
@@ -167,6 +190,8 @@ shops_reload(struct shops *s)
 	pg_batch_add(b, true, "shops_load", 0, NULL);
 	if (pg_submit(s->w->pg, b) == PG_OK) {
 		s->loading = true;
+		s->current = s->next;
+		s->next = NULL;
 		evtimer_del(s->timer);
 	} else {
 		/* Database down: try again after the refresh interval. */
@@ -214,6 +239,15 @@ shops_free(struct shops *s)
 	event_free(s->timer);
 	s->timer = NULL;
 	shops_clear(s->list, s->n, s->apps);
+	/* Waiters of a load that never came (shutdown): their requests were abandoned. */
+	for (struct shops_waiter *lists[] = { s->next, s->current }, **l = lists;
+	    l < lists + 2; l++)
+		while (*l != NULL) {
+			struct shops_waiter *wt = *l;
+
+			*l = wt->link;
+			free(wt);
+		}
 	free(s);
 }
 
@@ -308,4 +342,15 @@ shops_reload_all(struct worker_set *set)
 {
 	for (int i = 0; i < set->n; i++)
 		worker_post(&set->workers[i], shops_on_reload_msg, NULL);
+}
+
+void
+shops_reload_then(struct shops *s, worker_fn *fn, void *arg)
+{
+	struct shops_waiter *wt = xcalloc(1, sizeof(*wt));
+
+	*wt = (struct shops_waiter){ s->next, fn, arg };
+	s->next = wt;
+	shops_reload(s);
+	/* Not started (stopped, or the database refused): the timer's load will tell them. */
 }

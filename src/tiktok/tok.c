@@ -108,10 +108,11 @@ static const char tok_refuse_sql[] =
     "  WHERE id = $1::uuid AND version = $2::bigint AND status = 'active' RETURNING id),"
     " s AS (UPDATE shops SET status = 'paused', paused_reason = $4"
     "  WHERE authorization_id IN (SELECT id FROM a) AND status = 'active'"
-    "  RETURNING id, creator_id)"
-    " INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
-    " SELECT creator_id, 'orderflowd', 'shop.paused', 'shop', id::text, '{\"status\":\"active\"}',"
-    " jsonb_build_object('status', 'paused', 'reason', $4::text) FROM s";
+    "  RETURNING id, creator_id),"
+    " l AS (INSERT INTO audit_log (user_id, actor, action, entity_type, entity_id, before, after)"
+    "  SELECT creator_id, 'orderflowd', 'shop.paused', 'shop', id::text, '{\"status\":\"active\"}',"
+    "  jsonb_build_object('status', 'paused', 'reason', $4::text) FROM s)"
+    " SELECT count(*) FROM a";
 static const char tok_release_sql[] =
     "UPDATE tiktok_authorizations SET refresh_owner = NULL, refresh_until = NULL, error = $3"
     " WHERE id = $1::uuid AND refresh_owner = $2";
@@ -241,26 +242,63 @@ tok_adopt(struct tok_auth *a, const char *token, long long version, int64_t expi
 	shops_reload_all(k->w->set);
 }
 
-/* TikTok refused: pause the authorization's shops, in memory too. */
+struct tok_refusal {
+	struct tok_auth	*a;
+	char		reason[400];
+};
+
+/* The shops of the authorization stop here and the waiters hear it. */
 static void
-tok_refused(struct tok_auth *a, const char *error)
+tok_refused_done(struct tok_refusal *x)
 {
+	struct tok_auth *a = x->a;
 	struct tok *k = a->k;
 	struct shops *sh = tok_shops(k);
-	char ver[24], reason[400];
 
-	snprintf(ver, sizeof(ver), "%lld", a->from);
-	snprintf(reason, sizeof(reason), "TikTok refused to renew the shop's authorization (%s): "
-	    "connect the shop again", error);
-	log_warn("TikTok refused a token renewal", "authorization=%s error=%s", a->id,
-	    log_quote(error));
-	tok_exec(k, "tok_refuse", 4, (const char *[]){ a->id, ver, error, reason });
 	for (size_t i = 0; i < shops_count(sh); i++)
 		if (strcmp(shops_at(sh, i)->auth_id, a->id) == 0)
 			shops_set_status(sh, shops_at(sh, i)->id, "paused");
 	shops_reload_all(k->w->set);
 	util_count(&k->outcomes[TOK_OUT_REFUSED], 1);
-	tok_finish(a, TOK_REFUSED, NULL, reason);
+	tok_finish(a, TOK_REFUSED, NULL, x->reason);
+	free(x);
+}
+
+static void
+tok_on_refused(struct pg_batch *b, void *arg)
+{
+	struct tok_refusal *x = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (pg_batch_error(b) == NULL && r != NULL && PQntuples(r) == 1 &&
+	    strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+		/* Renewed meanwhile (our lease ran out, or a reconnect): adopt that. */
+		tok_later(x->a, 0, tok_claim);
+		free(x);
+		return;
+	}
+	tok_refused_done(x);
+}
+
+/* TikTok refused: pause the authorization's shops (in memory too, once committed). */
+static void
+tok_refused(struct tok_auth *a, const char *error)
+{
+	struct tok *k = a->k;
+	struct tok_refusal *x = xcalloc(1, sizeof(*x));
+	struct pg_batch *b = pg_batch_new(tok_on_refused, x);
+	char ver[24];
+
+	x->a = a;
+	snprintf(ver, sizeof(ver), "%lld", a->from);
+	snprintf(x->reason, sizeof(x->reason), "TikTok refused to renew the shop's authorization "
+	    "(%s): connect the shop again", error);
+	log_warn("TikTok refused a token renewal", "authorization=%s error=%s", a->id,
+	    log_quote(error));
+	pg_batch_add(b, true, "tok_refuse", 4, (const char *[]){ a->id, ver, error, x->reason });
+	/* Database away: the shops are paused here at least; the next load tells the truth. */
+	if (pg_submit(k->w->pg, b) != PG_OK)
+		tok_refused_done(x);
 }
 
 /* The renewal could not be done now; nothing is paused. */
@@ -399,7 +437,8 @@ tok_call(struct tok_auth *a)
 		return;
 	/* Breaker open or queue full: no call was made, so no attempt is used. */
 	a->attempt--;
-	tok_later(a, st == TT_OPEN ? tt_breaker_wait_ms(tt) + 100 : 1000, tok_call);
+	/* Through the claim again: the wait may outlast the lease, and a winner elsewhere is seen. */
+	tok_later(a, st == TT_OPEN ? tt_breaker_wait_ms(tt) + 100 : 1000, tok_claim);
 }
 
 static void

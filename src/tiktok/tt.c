@@ -265,6 +265,23 @@ tt_on_recovered(void *arg, enum tok_outcome o, const char *token, const char *wh
 	tt_req_free(q);
 }
 
+/* path?k=v&... with the values URL-encoded, NUL-terminated (caller frees). */
+static struct evbuffer *
+tt_url(const char *path, const struct ttsign_param *params, size_t n)
+{
+	struct evbuffer *url = evbuffer_new();
+
+	evbuffer_add_printf(url, "%s", path);
+	for (size_t i = 0; i < n; i++) {
+		char *v = evhttp_uriencode(params[i].value, -1, 0);
+
+		evbuffer_add_printf(url, "%c%s=%s", i == 0 ? '?' : '&', params[i].key, v);
+		free(v);
+	}
+	evbuffer_add(url, "", 1);
+	return url;
+}
+
 /* Sign and send; params must leave room for the four added here. */
 static enum tt_status
 tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *path,
@@ -285,15 +302,7 @@ tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *
 		params[n++] = (struct ttsign_param){ "shop_cipher", c->shop_cipher };
 	ttsign_request(c->app_secret, path, params, n, body, body ? strlen(body) : 0, sign);
 	params[n++] = (struct ttsign_param){ "sign", sign };
-	url = evbuffer_new();
-	evbuffer_add_printf(url, "%s", path);
-	for (size_t i = 0; i < n; i++) {
-		char *v = evhttp_uriencode(params[i].value, -1, 0);
-
-		evbuffer_add_printf(url, "%c%s=%s", i == 0 ? '?' : '&', params[i].key, v);
-		free(v);
-	}
-	evbuffer_add(url, "", 1);
+	url = tt_url(path, params, n);
 	q = xcalloc(1, sizeof(*q));
 	*q = (struct tt_req){ .t = t, .cb = cb, .arg = arg };
 	if (c->shop_id != NULL) {
@@ -376,15 +385,7 @@ tt_auth_get(struct tt *t, const char *path, const struct ttsign_param *query, si
 
 	if (!breaker_allow(&t->breaker, worker_now_ms()))
 		return TT_OPEN;
-	url = evbuffer_new();
-	evbuffer_add_printf(url, "%s", path);
-	for (size_t i = 0; i < nquery; i++) {
-		char *v = evhttp_uriencode(query[i].value, -1, 0);
-
-		evbuffer_add_printf(url, "%c%s=%s", i == 0 ? '?' : '&', query[i].key, v);
-		free(v);
-	}
-	evbuffer_add(url, "", 1);
+	url = tt_url(path, query, nquery);
 	q = xcalloc(1, sizeof(*q));
 	*q = (struct tt_req){ .t = t, .cb = cb, .arg = arg };
 	sent = htc_request(t->auth, "GET", (const char *)evbuffer_pullup(url, -1), NULL, NULL, 0,
