@@ -77,6 +77,10 @@ static const char rest_shops_disconnect_sql[] =
     " u AS (UPDATE shops x SET status = 'disconnected', paused_reason = 'disconnected by the"
     "  creator', authorization_id = NULL, access_token = NULL, access_token_expires_at = NULL"
     "  FROM s WHERE x.id = s.id AND s.status <> 'disconnected' RETURNING x.id, x.status),"
+    /* Its waiting events would wait forever: dead letters, replayable once it is back. */
+    " e AS (UPDATE webhook_events w SET dead_at = now(), last_error = 'the shop was disconnected',"
+    "  lease_owner = NULL, lease_until = NULL FROM u WHERE w.shop_id = u.id"
+    "  AND w.processed_at IS NULL AND w.dead_at IS NULL),"
     REST_SHOPS_AUDIT("shop.disconnected")
     " SELECT s.status, (SELECT count(*) FROM u) > 0, s.auth FROM s";
 /* The tokens go with the last shop that used them. */

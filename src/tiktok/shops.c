@@ -42,13 +42,18 @@ struct shops {
 	bool		stopped;	/* shutting down: no more reloads */
 };
 
-/* A connected shop's token is its authorization's; a shop set up by hand keeps its own. */
+/*
+ * A connected shop's token is its authorization's; a shop set up by hand
+ * keeps its own.  A disconnected shop is not loaded: its webhooks are an
+ * unknown shop's (401, not stored), and nothing polls it.
+ */
 static const char shops_load_sql[] =
     "SELECT s.id::text, s.tiktok_shop_id, s.app_key, s.app_secret, s.status::text,"
     " s.creator_id::text, coalesce(a.access_token, s.access_token, ''),"
     " coalesce(s.shop_cipher, ''), coalesce(a.id::text, ''), coalesce(a.version, 0),"
     " coalesce(extract(epoch FROM a.access_token_expires_at)::bigint, 0), coalesce(a.status, '')"
-    " FROM shops s LEFT JOIN tiktok_authorizations a ON a.id = s.authorization_id";
+    " FROM shops s LEFT JOIN tiktok_authorizations a ON a.id = s.authorization_id"
+    " WHERE s.status <> 'disconnected'";
 
 void
 shops_prepare(struct pg_pool *pg)

@@ -382,6 +382,8 @@ def test_pause_resume_disconnect_and_creators_kept_apart(make_daemon, fake, cert
     assert sql(d, "SELECT status::text FROM shops") == [("active",)]
     # A's own: pause (a reason), the event waits; resume, it is processed.
     r = d.post("/api/shops/%s/pause" % sid, json.dumps({"reason": "holiday"}), headers=dict(auth(a), **js))
+    assert_error(d.post("/api/shops/%s/pause" % sid, json.dumps({"reason": "x" * 256}),
+                        headers=dict(auth(a), **js)), 400, "invalid_body")
     assert r.status == 200 and r.json()["status"] == "paused" and r.json()["paused_reason"] == "holiday"
     assert_error(d.post("/api/shops/%s/pause" % sid, json.dumps({"x": 1}), headers=dict(auth(a), **js)),
                  400, "invalid_body")
@@ -400,6 +402,24 @@ def test_pause_resume_disconnect_and_creators_kept_apart(make_daemon, fake, cert
     assert sql(d, "SELECT count(*) FROM orders") == [(1,)]
     assert_error(d.post("/api/shops/%s/resume" % sid, headers=auth(a)), 409, "conflict")
     assert d.request("DELETE", "/api/shops/" + sid, headers=auth(a)).status == 200
+    # Its webhooks are no longer taken: nothing would ever process them.
+    from test_sync import post
+    from test_webhook import envelope
+    ofharness.wait_for(lambda: post(d, envelope(nid="after-1", order="9502")).status == 401, 5)
     assert_error(d.post("/api/shops/not-a-uuid/pause", headers=auth(a)), 400, "invalid_parameter")
     assert sql(d, "SELECT action FROM audit_log WHERE entity_type = 'shop' ORDER BY id") == \
         [("shop.connected",), ("shop.paused",), ("shop.resumed",), ("shop.disconnected",)]
+
+
+def test_renewal_that_fails_is_retried_and_pauses_nothing(make_daemon, fake, certs):
+    d = connector(make_daemon, fake, certs)
+    who = creator(d)
+    connect(d, fake, certs, who)
+    fake.seed({"id": "9601", "update_time": int(time.time())})
+    fake.fault(path="/api/v2/token/refresh", http_status=503, count=2)
+    fake.auth(expire_access_tokens=True)
+    hook(d, "9601", "f-1")
+    wait_sql(d, "SELECT count(*) FROM orders WHERE tiktok_order_id = '9601'", 1, timeout=30)
+    assert fake.stats()["token_refresh_calls"] == 3
+    assert sql(d, "SELECT s.status::text, a.status, a.version FROM shops s"
+                  " JOIN tiktok_authorizations a ON a.id = s.authorization_id") == [("active", "active", 2)]
