@@ -111,6 +111,10 @@ connect_link_run(struct rest_call *rc)
 	int64_t expires = (int64_t)time(NULL) + cfg->tiktok.state_lifetime / 1000;
 	struct pg_batch *b;
 
+	if (!connect_enabled(cfg)) {
+		rest_error(rc, 501, "not_configured", "connecting shops is not configured");
+		return;
+	}
 	if (!ttauth_state_make(cfg->tiktok.app_secret, rc->creator, expires, state, nonce)) {
 		rest_error(rc, 500, "internal", "the random generator failed");
 		return;
@@ -151,6 +155,8 @@ struct connect_cb {
 	json_t		*auth;		/* what shop_connect stores */
 	json_t		*shops;
 };
+
+static bool connect_still_enabled(struct connect_cb *c);
 
 static void
 connect_cb_free(struct connect_cb *c)
@@ -315,8 +321,14 @@ static void
 connect_store(struct connect_cb *c)
 {
 	const struct config *cfg = c->hr->w->cfg;
-	char *auth = json_dumps(c->auth, JSON_COMPACT), *shops = json_dumps(c->shops, JSON_COMPACT);
-	struct pg_batch *b = pg_batch_new(connect_on_stored, c);
+	char *auth, *shops;
+	struct pg_batch *b;
+
+	if (!connect_still_enabled(c))
+		return;
+	auth = json_dumps(c->auth, JSON_COMPACT);
+	shops = json_dumps(c->shops, JSON_COMPACT);
+	b = pg_batch_new(connect_on_stored, c);
 
 	pg_batch_add(b, true, "connect_store", 5, (const char *[]){ c->creator, cfg->tiktok.app_key,
 	    cfg->tiktok.app_secret, auth, shops });
@@ -327,6 +339,18 @@ connect_store(struct connect_cb *c)
 		    "was stored: start again from the dashboard in a minute.");
 		connect_cb_free(c);
 	}
+}
+
+/* A reload may have turned connecting off between two steps: say so rather than guess. */
+static bool
+connect_still_enabled(struct connect_cb *c)
+{
+	if (connect_enabled(c->hr->w->cfg))
+		return true;
+	connect_page(c->hr, 501, "Not configured", "Connecting shops was turned off on this server "
+	    "meanwhile. Nothing was stored.");
+	connect_cb_free(c);
+	return false;
 }
 
 /* Why a TikTok call failed, for the page: retry-able or refused. */
@@ -374,6 +398,8 @@ connect_on_token(const struct tt_result *r, void *arg)
 		connect_tt_failed(c, r, "the authorization code (expired, or used already?)");
 		return;
 	}
+	if (!connect_still_enabled(c))
+		return;
 	if (!ttauth_grant_parse(r->data, (int64_t)time(NULL), true, &g, &why)) {
 		connect_page(c->hr, 502, "Shop not connected", "TikTok's answer to the authorization "
 		    "code is unusable: %s. Nothing was stored.", why);
@@ -400,11 +426,14 @@ connect_on_consumed(struct pg_batch *b, void *arg)
 	struct connect_cb *c = arg;
 	const struct config *cfg = c->hr->w->cfg;
 	PGresult *r = pg_batch_result(b, 0);
+	const char *secret = cfg->tiktok.app_secret != NULL ? cfg->tiktok.app_secret : "";
 	const struct ttsign_param q[] = {
-		{ "app_key", cfg->tiktok.app_key }, { "app_secret", cfg->tiktok.app_secret },
+		{ "app_key", cfg->tiktok.app_key }, { "app_secret", secret },
 		{ "auth_code", c->code }, { "grant_type", "authorized_code" },
 	};
 
+	if (pg_batch_error(b) == NULL && r != NULL && PQntuples(r) == 1 && !connect_still_enabled(c))
+		return;
 	if (pg_batch_error(b) != NULL || r == NULL) {
 		connect_page(c->hr, 503, "Shop not connected", "The database is unavailable: try the "
 		    "link again in a minute.");

@@ -152,8 +152,8 @@ static const char proc_pause_sql[] =
 
 /* A deauthorized seller's tokens are dead: nothing may renew them. */
 static const char proc_revoke_sql[] =
-    "UPDATE tiktok_authorizations SET status = 'revoked', error = 'the seller deauthorized the app',"
-    " refresh_owner = NULL, refresh_until = NULL"
+    "UPDATE tiktok_authorizations SET status = 'revoked',"
+    " error = 'the seller deauthorized the app', refresh_owner = NULL, refresh_until = NULL"
     " WHERE id = (SELECT authorization_id FROM shops WHERE id = $1::uuid)";
 
 static const char proc_done_sql[] =

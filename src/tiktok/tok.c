@@ -369,9 +369,11 @@ tok_save(struct tok_auth *a)
 	snprintf(ver, sizeof(ver), "%lld", a->from);
 	pg_batch_add(b, true, "tok_save", 7, (const char *[]){ a->id, k->owner, a->grant[0],
 	    a->grant[1], a->grant[2], a->grant[3], ver });
-	if (pg_submit(k->w->pg, b) != PG_OK && ++a->save_attempt <= 2 * (int)k->w->cfg->tiktok.retry_attempts)
+	if (pg_submit(k->w->pg, b) == PG_OK)
+		return;
+	if (++a->save_attempt <= 2 * (int)k->w->cfg->tiktok.retry_attempts)
 		tok_later(a, 1000, tok_save);
-	else if (a->save_attempt > 2 * (int)k->w->cfg->tiktok.retry_attempts)
+	else
 		tok_failed(a, "the renewed token could not be stored");
 }
 
@@ -512,7 +514,12 @@ tok_claim(struct tok_auth *a)
 	snprintf(ver, sizeof(ver), "%lld", a->from);
 	b = pg_batch_new(tok_on_claim, a);
 	pg_batch_add(b, true, "tok_claim", 4, (const char *[]){ a->id, k->owner, lease, ver });
-	if (pg_submit(k->w->pg, b) != PG_OK)
+	if (pg_submit(k->w->pg, b) == PG_OK)
+		return;
+	/* The database is away: its callers wait no longer than a few tries. */
+	if (++a->attempt > (int)k->w->cfg->tiktok.retry_attempts)
+		tok_failed(a, "the database is unavailable");
+	else
 		tok_later(a, 1000, tok_claim);
 }
 
