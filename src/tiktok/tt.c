@@ -282,6 +282,19 @@ tt_url(const char *path, const struct ttsign_param *params, size_t n)
 	return url;
 }
 
+/* What htc_request said, as a status; q is freed when it was not sent. */
+static enum tt_status
+tt_sent(struct tt *t, struct tt_req *q, bool sent)
+{
+	if (sent)
+		return TT_OK;
+	tt_req_free(q);
+	/* A probe that never went out must not hold the half-open breaker. */
+	if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
+		breaker_failure(&t->breaker, worker_now_ms());
+	return TT_RETRY;
+}
+
 /* Sign and send; params must leave room for the four added here. */
 static enum tt_status
 tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *path,
@@ -316,14 +329,7 @@ tt_send(struct tt *t, const struct tt_creds *c, const char *method, const char *
 	sent = htc_request(t->htc, method, (const char *)evbuffer_pullup(url, -1), headers, body,
 	    body ? strlen(body) : 0, tt_on_response, q);
 	evbuffer_free(url);
-	if (!sent) {
-		tt_req_free(q);
-		/* A probe that never went out must not hold the half-open breaker. */
-		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
-			breaker_failure(&t->breaker, worker_now_ms());
-		return TT_RETRY;
-	}
-	return TT_OK;
+	return tt_sent(t, q, sent);
 }
 
 enum tt_status
@@ -391,13 +397,7 @@ tt_auth_get(struct tt *t, const char *path, const struct ttsign_param *query, si
 	sent = htc_request(t->auth, "GET", (const char *)evbuffer_pullup(url, -1), NULL, NULL, 0,
 	    tt_on_response, q);
 	evbuffer_free(url);
-	if (!sent) {
-		tt_req_free(q);
-		if (breaker_get_state(&t->breaker) == BREAKER_HALF_OPEN)
-			breaker_failure(&t->breaker, worker_now_ms());
-		return TT_RETRY;
-	}
-	return TT_OK;
+	return tt_sent(t, q, sent);
 }
 
 const char *
