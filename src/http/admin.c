@@ -267,7 +267,14 @@ admin_on_creator_made(struct pg_batch *b, void *arg)
 {
 	struct httpd_req *hr = arg;
 	PGresult *r = pg_batch_result(b, 0);
+	const char *state = pg_batch_sqlstate(b);
 
+	/* A constraint the checks above missed is the caller's to fix, not a reason to retry. */
+	if (state != NULL && strncmp(state, "23", 2) == 0) {
+		httpd_error(hr, 400, "invalid_body", "the creator was refused: %.200s",
+		    pg_batch_error(b));
+		return;
+	}
 	if (pg_batch_error(b) != NULL || r == NULL) {
 		httpd_unavailable(hr, 1, "the creator cannot be stored now");
 		return;
