@@ -176,7 +176,8 @@ measure() {
 	callgrind_annotate --inclusive=no --threshold=100 "$f2" 2>/dev/null | awk -v n="$N" -v top="$TOP" \
 		-v name="$name" -v total="$b" '
 		$1 ~ /^[0-9,]+$/ && $2 ~ /\(/ && !/PROGRAM TOTALS/ && shown < top {
-			ir = $1; gsub(",", "", ir)
+			# + 0: a field gsub changed is a string, and strings compare as text.
+			ir = $1; gsub(",", "", ir); ir += 0
 			# The frames on the stack at the dump (the thread, the loop) hold it all.
 			if (ir > 0.99 * total)
 				next
