@@ -68,6 +68,14 @@ void rest_error(struct rest_call *c, int status, const char *code, const char *f
 	PRINTFLIKE(4, 5);
 /* 503 with Retry-After: 1, and free c (any worker). */
 void rest_unavailable(struct rest_call *c, const char *why);
+/*
+ * A statement failed: 503 (with why) only when trying again may help (no
+ * answer, SQLSTATE classes 08, 40, 53, 55, 57, 58); a constraint (23) is
+ * 409, a value (22) 400, anything else 500.  Frees c (any worker).
+ */
+void rest_db_error(struct rest_call *c, const char *sqlstate, const char *why);
+/* rest_db_error with the batch's SQLSTATE (b may be NULL: no answer). */
+void rest_db_failed(struct rest_call *c, const struct pg_batch *b, const char *why);
 
 /*
  * Run fn(c) on the worker that owns the order with this TikTok id (at once

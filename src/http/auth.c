@@ -1,7 +1,10 @@
 /*
  * auth: the Authorization header of dashboard requests, and API keys.
  *
- * A JWT is verified on the spot.  An API key is looked up by its id: the
+ * A JWT is verified on the spot, and its sub must be a creator: whether it
+ * is one is remembered per worker for auth.api_key_ttl (one prepared query
+ * on a miss), so a signed-in user of the identity provider who is no
+ * creator gets 403, never an empty dashboard.  An API key is looked up by its id: the
  * worker's cache holds, per id, what the database said (unknown, or the
  * creator, the stored hash and whether the key is revoked) until
  * auth.api_key_ttl has passed; a miss costs one prepared query.  The hash
@@ -32,12 +35,15 @@
 #include "orderflow/jwt.h"
 #include "orderflow/log.h"
 #include "orderflow/pg.h"
+#include "orderflow/smap.h"
 #include "orderflow/worker.h"
 
 #define AUTH_BUCKET_BITS 13		/* 8192 buckets for at most 4096 entries */
 #define AUTH_BUCKETS (1u << AUTH_BUCKET_BITS)
 #define AUTH_RETRY_AFTER_S 1		/* Retry-After of a 503 */
 
+/* A JWT's sub must be a creator: signed-in users of the identity provider need not be. */
+static const char auth_creator_sql[] = "SELECT 1 FROM creators WHERE id = $1::uuid";
 static const char auth_key_sql[] =
     "SELECT creator_id::text, key_hash, revoked_at IS NULL FROM api_keys WHERE id = $1";
 /* last_used_at is for people: written at most once a minute per key. */
@@ -66,6 +72,13 @@ struct auth_pending {
 	void		*arg;
 	char		id[AUTH_KEY_ID_LEN + 1];
 	unsigned char	hash[AUTH_KEY_HASH_LEN]; /* of the presented key */
+	char		creator[JWT_UUID_LEN + 1]; /* a JWT's sub being looked up, else "" */
+};
+
+/* Whether a JWT subject is a creator, remembered for api_key_ttl. */
+struct auth_creator {
+	bool		exists;
+	int64_t		expires_ms;	/* monotonic */
 };
 
 struct auth {
@@ -75,12 +88,14 @@ struct auth {
 	size_t		count;		/* entries */
 	uint64_t	seed;		/* bucket hash key */
 	TAILQ_HEAD(, auth_pending) pending; /* lookups in flight */
+	struct smap	*creators;	/* JWT subject -> struct auth_creator */
 };
 
 void
 auth_prepare(struct pg_pool *pg)
 {
 	pg_pool_prepare(pg, "auth_key", auth_key_sql);
+	pg_pool_prepare(pg, "auth_creator", auth_creator_sql);
 	pg_pool_prepare(pg, "auth_touch", auth_touch_sql);
 }
 
@@ -93,6 +108,7 @@ auth_new(struct worker *w)
 	TAILQ_INIT(&a->ages);
 	TAILQ_INIT(&a->pending);
 	a->seed = ((uint64_t)util_random() << 32) | util_random();
+	a->creators = smap_new();
 	return a;
 }
 
@@ -113,6 +129,7 @@ auth_free(struct auth *a)
 		TAILQ_REMOVE(&a->ages, e, age);
 		free(e);
 	}
+	smap_free(a->creators, free);
 	free(a);
 }
 
@@ -417,6 +434,86 @@ auth_apikey(struct auth *a, struct httpd_req *hr, const char *key, size_t len, a
 	TAILQ_INSERT_TAIL(&a->pending, p, entry);
 }
 
+/* --- a JWT's subject --------------------------------------------------- */
+
+static void
+auth_jwt_decide(struct httpd_req *hr, const char *creator, bool exists, auth_cb *cb, void *arg)
+{
+	struct auth_result res = { .ok = false };
+
+	if (exists) {
+		auth_accept(hr, AUTH_KIND_JWT, creator, creator, cb, arg);
+		return;
+	}
+	log_debug("forbidden", "path=%s why=%s", log_quote(hr->path), "sub is no creator");
+	httpd_error(hr, 403, "unknown_creator", "the token is valid, but its subject is no creator "
+	    "of this service");
+	cb(NULL, &res, arg);
+}
+
+/* Remember the answer; a full table starts again (it holds at most AUTH_CACHE_MAX). */
+static void
+auth_creator_put(struct auth *a, const char *creator, bool exists)
+{
+	struct auth_creator *c;
+	int64_t ttl = a->w->cfg->auth.api_key_ttl;
+
+	if (ttl <= 0)
+		return;
+	if (smap_count(a->creators) >= AUTH_CACHE_MAX) {
+		smap_free(a->creators, free);
+		a->creators = smap_new();
+	}
+	c = xmalloc(sizeof(*c));
+	*c = (struct auth_creator){ exists, util_mono_us() / 1000 + ttl };
+	free(smap_put(a->creators, creator, c));
+}
+
+static void
+auth_on_creator(struct pg_batch *b, void *arg)
+{
+	struct auth_pending *p = arg;
+	PGresult *r = pg_batch_result(b, 0);
+
+	if (p->a != NULL)
+		TAILQ_REMOVE(&p->a->pending, p, entry);
+	if (pg_batch_error(b) != NULL || r == NULL) {
+		log_warn("creator lookup failed", "error=%s", log_quote(pg_batch_error(b)));
+		auth_unavailable(p->hr, p->cb, p->arg);
+	} else {
+		if (p->a != NULL)
+			auth_creator_put(p->a, p->creator, PQntuples(r) == 1);
+		auth_jwt_decide(p->hr, p->creator, PQntuples(r) == 1, p->cb, p->arg);
+	}
+	free(p);
+}
+
+/* A verified token's subject: from the cache, else one query. */
+static void
+auth_jwt_subject(struct auth *a, struct httpd_req *hr, const char *creator, auth_cb *cb,
+    void *arg)
+{
+	struct auth_creator *c = smap_get(a->creators, creator);
+	struct auth_pending *p;
+	struct pg_batch *b;
+
+	if (c != NULL && c->expires_ms > util_mono_us() / 1000) {
+		auth_jwt_decide(hr, creator, c->exists, cb, arg);
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	*p = (struct auth_pending){ .a = a, .hr = hr, .cb = cb, .arg = arg };
+	snprintf(p->creator, sizeof(p->creator), "%s", creator);
+	b = pg_batch_new(auth_on_creator, p);
+	pg_batch_add(b, true, "auth_creator", 1, (const char *[]){ creator });
+	if (pg_submit(a->w->pg, b) != PG_OK) {
+		free(p);
+		auth_unavailable(hr, cb, arg);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&a->pending, p, entry);
+}
+
 /* Bearer <jwt>: with the worker's current config. */
 static void
 auth_jwt(struct auth *a, struct httpd_req *hr, const char *token, size_t len, auth_cb *cb,
@@ -434,7 +531,7 @@ auth_jwt(struct auth *a, struct httpd_req *hr, const char *token, size_t len, au
 		auth_refuse(hr, true, why, cb, arg);
 		return;
 	}
-	auth_accept(hr, AUTH_KIND_JWT, creator, creator, cb, arg);
+	auth_jwt_subject(a, hr, creator, cb, arg);
 }
 
 void

@@ -12,6 +12,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,32 @@ httpd_allow_header(struct evhttp_request *req, int allowed)
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", buf);
 }
 
+/*
+ * A body whose length two headers tell differently is how requests are
+ * smuggled past a proxy that reads the other one: RFC 9112 section 6.3
+ * says 400 and close.  NULL when the framing is unambiguous.
+ */
+static const char *
+httpd_framing_error(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *length = NULL;
+	bool chunked = false;
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, h, next) {
+		if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0) {
+			if (length != NULL && strcmp(length, kv->value) != 0)
+				return "the request has two different Content-Length headers";
+			length = kv->value;
+		} else if (evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+			chunked = true;
+		}
+	}
+	return chunked && length != NULL ?
+	    "the request has both Transfer-Encoding and Content-Length" : NULL;
+}
+
 static void
 httpd_on_request(struct evhttp_request *req, void *arg)
 {
@@ -229,6 +256,7 @@ httpd_on_request(struct evhttp_request *req, void *arg)
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int method = httpd_method_bit(cmd), allowed;
+	const char *framing;
 
 	hr->req = req;
 	hr->w = h->w;
@@ -239,6 +267,12 @@ httpd_on_request(struct evhttp_request *req, void *arg)
 	if (h->w->draining) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		httpd_error(hr, 503, "shutting_down", "the server is shutting down");
+		return;
+	}
+	if ((framing = httpd_framing_error(req)) != NULL) {
+		/* What follows on this connection cannot be trusted to be a request. */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		httpd_error(hr, 400, "bad_request", "%s", framing);
 		return;
 	}
 	hr->route = httpd_find_route(hr, method, &allowed);

@@ -180,6 +180,43 @@ rest_unavailable(struct rest_call *c, const char *why)
 	rest_unavailable_fmt(c, "%s", why);
 }
 
+/* SQLSTATE classes that pass: the connection, a rollback, resources, an operator. */
+static bool
+rest_db_transient(const char *state)
+{
+	static const char *const classes[] = { "08", "40", "53", "55", "57", "58" };
+
+	if (state == NULL || state[0] == '\0')
+		return true;	/* no answer at all: down, timed out */
+	for (size_t i = 0; i < NELEM(classes); i++)
+		if (strncmp(state, classes[i], 2) == 0)
+			return true;
+	return false;
+}
+
+void
+rest_db_error(struct rest_call *c, const char *sqlstate, const char *why)
+{
+	/* Told to retry, a client would send the same refused request forever. */
+	if (rest_db_transient(sqlstate))
+		rest_unavailable(c, why);
+	else if (strncmp(sqlstate, "23", 2) == 0)
+		rest_error(c, 409, "conflict", "the database refused the change: a constraint "
+		    "(SQLSTATE %s) does not allow it", sqlstate);
+	else if (strncmp(sqlstate, "22", 2) == 0)
+		rest_error(c, 400, "invalid_parameter", "a value does not fit the database "
+		    "(SQLSTATE %s)", sqlstate);
+	else
+		rest_error(c, 500, "internal", "the database failed the request (SQLSTATE %s); "
+		    "trying again will not help", sqlstate);
+}
+
+void
+rest_db_failed(struct rest_call *c, const struct pg_batch *b, const char *why)
+{
+	rest_db_error(c, b != NULL ? pg_batch_sqlstate(b) : NULL, why);
+}
+
 /* The owner ended before the step ran: only at shutdown, after home ended too. */
 static void
 rest_on_owner_dropped(struct worker *w, void *arg)

@@ -107,6 +107,7 @@ struct rest_bulk {
 	char		reason[REST_REASON_SIZE];
 	bool		has_reason;
 	char		batch_id[37];
+	char		sqlstate[6];	/* of the statement that stopped the batch, or "" */
 	struct rest_bulk_part *parts;	/* one per worker */
 	int		waiting;	/* parts not reported yet */
 	long long	processed;
@@ -210,7 +211,8 @@ rest_bulk_reply(struct rest_bulk *bk, const char *error)
 	if (error != NULL) {
 		log_warn("bulk status change interrupted", "batch=%s done=%lld error=%s", bk->batch_id,
 		    bk->processed + bk->nerr, log_quote(error));
-		rest_unavailable(&bk->call, bk->batch_id[0] == '\0' ? "the batch cannot be started now" :
+		rest_db_error(&bk->call, bk->sqlstate, bk->batch_id[0] == '\0' ?
+		    "the batch cannot be started now" :
 		    "the batch was interrupted; GET /api/orders/bulk/{batch_id} shows how far it got");
 		return;
 	}
@@ -398,6 +400,7 @@ rest_bulk_on_failed_stored(struct pg_batch *b, void *arg)
 	struct rest_bulk *bk = arg;
 
 	if (pg_batch_error(b) != NULL) {
+		snprintf(bk->sqlstate, sizeof(bk->sqlstate), "%s", pg_batch_sqlstate(b));
 		rest_bulk_reply(bk, pg_batch_error(b));
 		return;
 	}
@@ -493,6 +496,7 @@ rest_bulk_on_created(struct pg_batch *b, void *arg)
 	struct pg_batch *q;
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
+		snprintf(bk->sqlstate, sizeof(bk->sqlstate), "%s", pg_batch_sqlstate(b));
 		rest_bulk_reply(bk, pg_batch_error(b) ? pg_batch_error(b) : "unexpected result");
 		return;
 	}
@@ -551,7 +555,7 @@ rest_bulk_on_get(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 
 	if (pg_batch_error(b) != NULL || r == NULL)
-		rest_unavailable(c, "the batch cannot be read now");
+		rest_db_failed(c, b, "the batch cannot be read now");
 	else if (PQntuples(r) == 0)
 		rest_error(c, 404, "not_found", "no such batch");
 	else

@@ -250,7 +250,7 @@ rest_inv_on_list(struct pg_batch *b, void *arg)
 	char *next;
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
-		rest_unavailable(&c->call, "the inventory cannot be read now");
+		rest_db_failed(&c->call, b, "the inventory cannot be read now");
 		return;
 	}
 	out = evbuffer_new();
@@ -307,7 +307,7 @@ rest_inv_on_change(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
 		log_warn("inventory change failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the inventory cannot be changed now");
+		rest_db_failed(&c->call, b, "the inventory cannot be changed now");
 		return;
 	}
 	v = PQgetvalue(r, 0, 0);
@@ -692,7 +692,7 @@ rest_inv_on_import(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
 		log_warn("inventory import failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the inventory cannot be imported now");
+		rest_db_failed(&c->call, b, "the inventory cannot be imported now");
 		return;
 	}
 	refused = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
@@ -773,7 +773,7 @@ rest_inv_on_settings(struct pg_batch *b, void *arg)
 	char body[96];
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
-		rest_unavailable(c, "the settings cannot be read now");
+		rest_db_failed(c, b, "the settings cannot be read now");
 		return;
 	}
 	snprintf(body, sizeof(body), "{\"untracked_skus\":\"%s\"}", PQgetvalue(r, 0, 0));

@@ -464,7 +464,7 @@ rest_orders_on_list(struct pg_batch *b, void *arg)
 	if (pg_batch_error(b) != NULL || page == NULL || sum == NULL || PQnfields(page) != 3 ||
 	    PQntuples(page) > l->limit || PQntuples(sum) != 1) {
 		log_warn("order list failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the orders cannot be read now");
+		rest_db_failed(&c->call, b, "the orders cannot be read now");
 		return;
 	}
 	rows = PQntuples(page);
@@ -569,7 +569,7 @@ rest_orders_on_detail(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
 		log_warn("order read failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the order cannot be read now");
+		rest_db_failed(&c->call, b, "the order cannot be read now");
 		return;
 	}
 	if (PQntuples(r) == 0) {
@@ -638,7 +638,7 @@ rest_orders_on_tiktok_id(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
-		rest_unavailable(&c->call, "the order cannot be read now");
+		rest_db_failed(&c->call, b, "the order cannot be read now");
 		return;
 	}
 	if (PQntuples(r) == 0) {
@@ -877,7 +877,7 @@ rest_orders_on_resolved(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 3) {
-		rest_unavailable(&c->call, "the order cannot be read now");
+		rest_db_failed(&c->call, b, "the order cannot be read now");
 		return;
 	}
 	if (PQntuples(r) == 0) {

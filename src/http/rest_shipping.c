@@ -114,7 +114,7 @@ rest_ship_on_settings(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
 		log_warn("shipping settings read failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(c, "the settings cannot be read now");
+		rest_db_failed(c, b, "the settings cannot be read now");
 		return;
 	}
 	rest_reply(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
@@ -144,7 +144,7 @@ rest_ship_on_put(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
 		log_warn("shipping settings write failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(c, "the settings cannot be written now");
+		rest_db_failed(c, b, "the settings cannot be written now");
 		return;
 	}
 	if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
@@ -267,7 +267,7 @@ rest_ship_on_resolved(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
-		rest_unavailable(&c->call, "the order cannot be read now");
+		rest_db_failed(&c->call, b, "the order cannot be read now");
 		return;
 	}
 	if (PQntuples(r) != 1) {

@@ -115,7 +115,7 @@ rest_shops_on_list(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
 		log_warn("shops list failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(c, "the shops cannot be read now");
+		rest_db_failed(c, b, "the shops cannot be read now");
 		return;
 	}
 	rest_reply(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
@@ -167,7 +167,7 @@ rest_shops_on_change(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || doc == NULL) {
 		log_warn("shop change failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the shop cannot be changed now");
+		rest_db_failed(&c->call, b, "the shop cannot be changed now");
 		return;
 	}
 	if (PQntuples(r) != 1 || PQntuples(doc) != 1) {

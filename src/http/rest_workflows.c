@@ -239,7 +239,7 @@ rest_wf_on_inbox(struct pg_batch *b, void *arg)
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQnfields(r) != 18) {
 		log_warn("workflow inbox failed", "error=%s", log_quote(pg_batch_error(b)));
-		rest_unavailable(&c->call, "the workflows cannot be read now");
+		rest_db_failed(&c->call, b, "the workflows cannot be read now");
 		return;
 	}
 	list = json_array();
@@ -308,7 +308,7 @@ rest_wf_on_defs(struct pg_batch *b, void *arg)
 	json_t *list;
 
 	if (pg_batch_error(b) != NULL || r == NULL || PQntuples(r) != 1) {
-		rest_unavailable(&c->call, "the definitions cannot be read now");
+		rest_db_failed(&c->call, b, "the definitions cannot be read now");
 		return;
 	}
 	list = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
@@ -355,7 +355,7 @@ rest_wf_on_def(struct pg_batch *b, void *arg)
 	struct wf_def *builtin = wf_def_builtin(c->call.path_id);
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
-		rest_unavailable(&c->call, "the definition cannot be read now");
+		rest_db_failed(&c->call, b, "the definition cannot be read now");
 	} else if (PQntuples(r) == 1) {
 		rest_wf_json(&c->call, 200, json_pack("{s:s,s:i,s:b,s:o,s:s,s:s}", "name",
 		    c->call.path_id, "version", atoi(PQgetvalue(r, 0, 0)), "builtin", 0, "definition",
@@ -439,7 +439,7 @@ rest_wf_on_stored(struct pg_batch *b, void *arg)
 			rest_error(&c->call, 412, "version_mismatch", "stored meanwhile by another "
 			    "request; read it again");
 		else
-			rest_unavailable(&c->call, "the document cannot be stored now");
+			rest_db_failed(&c->call, b, "the document cannot be stored now");
 		return;
 	}
 	if (PQgetisnull(r, 0, 1)) {
@@ -511,7 +511,7 @@ rest_wf_on_rules(struct pg_batch *b, void *arg)
 	PGresult *r = pg_batch_result(b, 0);
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
-		rest_unavailable(&c->call, "the rules cannot be read now");
+		rest_db_failed(&c->call, b, "the rules cannot be read now");
 	} else if (PQntuples(r) == 0) {
 		rest_wf_json(&c->call, 200, json_pack("{s:i,s:{s:[],s:s},s:n}", "version", 0, "rules",
 		    "rules", "default", "standard_fulfillment", "updated_at"));
@@ -551,7 +551,7 @@ rest_wf_on_names(struct pg_batch *b, void *arg)
 	struct pg_batch *put;
 
 	if (pg_batch_error(b) != NULL || r == NULL) {
-		rest_unavailable(&c->call, "the rules cannot be stored now");
+		rest_db_failed(&c->call, b, "the rules cannot be stored now");
 		return;
 	}
 	known = xcalloc((size_t)PQntuples(r) + 1, sizeof(char *));

@@ -61,8 +61,15 @@ static bool
 ttsign_hex_match(const char *want, const char *header)
 {
 	char got[TTSIGN_HEX_LEN + 1];
+	size_t n;
 
-	if (header == NULL || strlen(header) != TTSIGN_HEX_LEN)
+	if (header == NULL)
+		return false;
+	/* A field value's surrounding whitespace is not part of it (RFC 9110 section 5.5). */
+	header += strspn(header, " \t");
+	for (n = strlen(header); n > 0 && (header[n - 1] == ' ' || header[n - 1] == '\t'); n--)
+		;
+	if (n != TTSIGN_HEX_LEN)
 		return false;
 	for (size_t i = 0; i < TTSIGN_HEX_LEN; i++) {
 		char c = header[i];

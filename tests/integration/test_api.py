@@ -322,6 +322,26 @@ def test_authentication_is_required_and_checked(api):
             assert r.header("WWW-Authenticate", "").startswith("Bearer"), r.headers
 
 
+def test_valid_token_of_no_creator_is_403_everywhere(api):
+    """Every signed-in Supabase user holds a valid token: one who is no creator gets 403,
+    never an empty dashboard, and never a 503 that says to try again."""
+    nobody = auth("5b3f5d8e-0000-4000-8000-0000000000aa")
+    for _ in range(2):      # the second time from the worker's memory
+        for path in ("/api/orders", "/api/orders/" + api.ids["A1"], "/api/workflows",
+                     "/api/inventory", "/api/shops"):
+            assert_error(api.get(path, headers=nobody), 403, "unknown_creator")
+    r = api.post("/api/orders/bulk/status", json.dumps({"order_ids": ["77A1"], "status": "confirmed"}),
+                 headers=dict(nobody, **{"Content-Type": "application/json"}))
+    assert_error(r, 403, "unknown_creator")
+    assert api.pg.sql("SELECT count(*) FROM bulk_batches", dbname=api.dbname) == [(0,)]
+    # A creator made now is let in (within auth.api_key_ttl; this one was never asked about).
+    fresh = "5b3f5d8e-0000-4000-8000-0000000000bb"
+    api.pg.sql("INSERT INTO creators (id, email, display_name) VALUES (%s, 'fresh@x.test', 'F')",
+               (fresh,), dbname=api.dbname)
+    r = api.get("/api/orders", headers=auth(fresh))
+    assert r.status == 200 and r.json()["orders"] == []
+
+
 def test_rate_limit_429_then_recovery(make_daemon):
     d = make_daemon(overrides={"auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "2", "burst": "3"}})
     d.migrate()

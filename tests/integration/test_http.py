@@ -159,3 +159,46 @@ def test_idle_after_request_closed(hdaemon):
         assert time.monotonic() - t0 <= 4
     finally:
         s.close()
+
+
+def _read_all(s):
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("framing", [
+    b"Content-Length: 2\r\nContent-Length: 40\r\n",
+    b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+])
+def test_ambiguous_framing_400_and_closed(hdaemon, framing):
+    """RFC 9112 section 6.3: a length that two headers tell differently (a request
+    smuggling vector behind a proxy that reads the other) is 400, and the connection
+    is closed, so what follows is never taken for a request."""
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", hdaemon.port), timeout=10)
+    try:
+        s.sendall(b"POST /webhooks/tiktok HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" +
+                  framing + b"\r\n{}" + smuggled)
+        data = _read_all(s)
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert data.count(b"HTTP/1.1 ") == 1, "a second answer: the smuggled request was served"
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower(), head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_same_content_length_twice_is_one(hdaemon):
+    """RFC 9112 allows taking identical values as one."""
+    r = ofcheck.raw_request(hdaemon.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                            b"Content-Length: 0\r\nContent-Length: 0\r\n\r\n")
+    assert r.status == 200

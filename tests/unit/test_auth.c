@@ -697,6 +697,19 @@ key_row(bool found, const char *creator, const unsigned char *hash, bool active)
 	return r;
 }
 
+/* The creator lookup's answer: one row, or none. */
+static PGresult *
+one_row(bool found)
+{
+	PGresAttDesc attr = { .name = (char *)"?column?", .format = 0, .typid = 23, .typlen = 4 };
+	PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+
+	assert_true(PQsetResultAttrs(r, 1, &attr));
+	if (found)
+		assert_true(PQsetvalue(r, 0, 0, (char *)"1", 1));
+	return r;
+}
+
 /* Complete the oldest submitted batch with error or result. */
 static struct pg_batch *
 complete_first(const char *error, PGresult *result)
@@ -757,6 +770,12 @@ test_auth_bearer(void **state)
 	t = make_token(HS256, pl, SECRET);
 	snprintf(hdr, sizeof(hdr), "Bearer %s", t);
 	send_auth(hdr);
+	/* The first time its subject is looked up among the creators. */
+	assert_int_equal(seen.calls, 0);
+	assert_int_equal(fake.n, 1);
+	assert_string_equal(fake.queue[0]->stmt, "auth_creator");
+	assert_string_equal(fake.queue[0]->param, SUB_LOWER);
+	free(complete_first(NULL, one_row(true)));
 	assert_int_equal(seen.status, 0);
 	assert_int_equal(seen.calls, 1);
 	assert_true(seen.res.ok);
@@ -767,11 +786,46 @@ test_auth_bearer(void **state)
 	done_request();
 	/* The scheme is case-insensitive. */
 	snprintf(hdr, sizeof(hdr), "bearer %s", t);
+	fake.submitted = 0;
 	send_auth(hdr);
 	assert_true(seen.res.ok);
 	done_request();
+	assert_int_equal(fake.submitted, 0);	/* remembered */
 	free(t);
 	free(pl);
+
+	/* Signed, unexpired, right audience, but no creator: 403, and remembered. */
+	pl = malloc(512);
+	snprintf(pl, 512, "{\"sub\":\"%s\",\"exp\":%lld,\"aud\":\"authenticated\"}",
+	    "0b9c6f1e-2d3a-4b5c-8d7e-9f0a1b2c3d4e", (long long)time(NULL) + 600);
+	t = make_token(HS256, pl, SECRET);
+	snprintf(hdr, sizeof(hdr), "Bearer %s", t);
+	for (int round = 0; round < 2; round++) {
+		send_auth(hdr);
+		if (round == 0)
+			free(complete_first(NULL, one_row(false)));
+		assert_int_equal(seen.status, 403);
+		assert_string_equal(seen.code, "unknown_creator");
+		assert_false(seen.res.ok);
+		assert_null(seen.cb_hr);
+		done_request();
+		assert_int_equal(fake.n, 0);
+	}
+	/* The database away: 503, nothing remembered. */
+	free(t);
+	free(pl);
+	pl = malloc(512);
+	snprintf(pl, 512, "{\"sub\":\"%s\",\"exp\":%lld,\"aud\":\"authenticated\"}",
+	    "1b9c6f1e-2d3a-4b5c-8d7e-9f0a1b2c3d4e", (long long)time(NULL) + 600);
+	t = make_token(HS256, pl, SECRET);
+	snprintf(hdr, sizeof(hdr), "Bearer %s", t);
+	send_auth(hdr);
+	free(complete_first("connection lost", NULL));
+	assert_int_equal(seen.status, 503);
+	done_request();
+	free(t);
+	free(pl);
+	fake.submitted = 0;
 
 	/* Expired against the real clock: 401 invalid_token with the reason. */
 	pl = malloc(512);

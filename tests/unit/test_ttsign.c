@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -38,6 +39,17 @@ test_webhook_uppercase_hex(void **state)
 		upper[i] = (char)(vector_sig[i] >= 'a' && vector_sig[i] <= 'f' ?
 		    vector_sig[i] - 'a' + 'A' : vector_sig[i]);
 	assert_true(ttsign_webhook_verify("abcdef", "123", vector_body, strlen(vector_body), upper));
+	{
+		/* Surrounding spaces and tabs are not part of the field value (RFC 9110 5.5). */
+		char padded[TTSIGN_HEX_LEN + 8];
+
+		snprintf(padded, sizeof(padded), "\t %s \t", vector_sig);
+		assert_true(ttsign_webhook_verify("abcdef", "123", vector_body, strlen(vector_body),
+		    padded));
+		snprintf(padded, sizeof(padded), "%.32s %s", vector_sig, vector_sig + 32);
+		assert_false(ttsign_webhook_verify("abcdef", "123", vector_body, strlen(vector_body),
+		    padded));
+	}
 }
 
 static void
