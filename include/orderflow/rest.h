@@ -91,6 +91,8 @@ long long rest_if_match(struct rest_call *c);
 #define REST_IF_NONE (-2)
 /* rest_if_match for a PUT that may create what it names: "0" is REST_IF_NONE. */
 long long rest_if_match_new(struct rest_call *c);
+/* "the body has a field this endpoint does not know: "key"" (valid until the next call on this thread). */
+const char *rest_unknown_field(const char *key);
 /* Fail with 400 when the request has a query string (endpoints that take none). */
 bool rest_no_query(struct httpd_req *hr);
 /*

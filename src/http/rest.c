@@ -321,6 +321,17 @@ rest_query(struct httpd_req *hr, rest_param_fn *fn, void *arg)
 	return bad == NULL;
 }
 
+const char *
+rest_unknown_field(const char *key)
+{
+	/* Read at once by the caller's answer, on this thread: no allocation to free. */
+	static _Thread_local char msg[128];
+
+	snprintf(msg, sizeof(msg), "the body has a field this endpoint does not know: \"%.40s\"",
+	    key);
+	return msg;
+}
+
 bool
 rest_no_query(struct httpd_req *hr)
 {

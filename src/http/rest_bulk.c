@@ -187,7 +187,7 @@ rest_bulk_fields(json_t *doc, struct rest_bulk *bk, long long max)
 				return "\"batch_size\" must be an integer in 1..1000";
 			bk->size = (int)json_integer_value(v);
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	if (bk->n == 0)

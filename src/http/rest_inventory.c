@@ -361,7 +361,7 @@ rest_inv_put_fields(json_t *doc, struct rest_inv_call *c)
 			free(c->parcel);
 			c->parcel = json_dumps(v, JSON_COMPACT);
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	return c->qty < 0 ? "\"on_hand\" is required" : NULL;
@@ -437,7 +437,7 @@ rest_inv_adjust_fields(json_t *doc, struct rest_inv_call *c)
 			if (json_is_null(v) || !rest_reason(v, c->reason, &c->has_reason))
 				return "\"reason\" must be text of at most 255 characters";
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	if (c->sku[0] == '\0' || c->qty == 0)

@@ -699,7 +699,7 @@ rest_orders_status_fields(json_t *doc, struct rest_orders_status *s)
 				return "\"version\" must be a positive integer";
 			s->version = json_integer_value(v);
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	return s->status < 0 ? "\"status\" is required" : NULL;
@@ -826,7 +826,7 @@ rest_orders_wf_fields(json_t *doc, struct rest_orders_wf *wf)
 			if (wf->config == NULL || strlen(wf->config) > REST_ORDERS_WF_CONFIG_MAX)
 				return "\"config\" is too large (16 KiB at most)";
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	return wf->name[0] == '\0' ? "\"workflow_name\" is required" : NULL;
@@ -949,7 +949,7 @@ rest_orders_action_fields(json_t *doc, struct rest_orders_call *c)
 			if (!rest_reason(v, c->st.reason, &c->st.has_reason))
 				return "\"reason\" must be text of at most 255 characters";
 		} else {
-			return "the body has a field this endpoint does not know";
+			return rest_unknown_field(k);
 		}
 	}
 	return c->action < 0 ? "\"action\" is required" : NULL;

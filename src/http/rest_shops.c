@@ -219,7 +219,7 @@ rest_shops_body_run(struct rest_call *rc)
 			return;
 		json_object_foreach(body, key, v) {
 			if (strcmp(key, known) != 0) {
-				rest_error(rc, 400, "invalid_body", "unknown field \"%.40s\"", key);
+				rest_error(rc, 400, "invalid_body", "%s", rest_unknown_field(key));
 				json_decref(body);
 				return;
 			}

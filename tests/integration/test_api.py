@@ -594,6 +594,9 @@ def test_bulk_status_bad_bodies(api):
                  {"order_ids": ["x"], "status": "cancelled", "batch_size": 1001},
                  {"order_ids": ["x"], "status": "cancelled", "other": True}):
         assert_error(post_bulk(api, api.a, body), 400, "invalid_body")
+    # The message names the field it does not know (as the OpenAPI document says).
+    r = post_bulk(api, api.a, {"order_ids": ["x"], "status": "cancelled", "colour": "red"})
+    assert r.json()["error"]["message"].endswith('does not know: "colour"'), r.json()
     assert api.pg.sql("SELECT count(*) FROM bulk_batches", dbname=api.dbname) == [(0,)]
 
 
