@@ -4,7 +4,7 @@
 #
 #   1. tests/optscan.sh   every config key documented (TAP)
 #   2. C unit tests       $UNIT_TESTS, cmocka printing TAP
-#   3. fuzz target        tests/fuzz/run.sh: clang libFuzzer, a short run
+#   3. fuzz targets       tests/fuzz/run.sh: clang libFuzzer, a short run of each
 #   4. integration tests  pytest under Debian's /usr/bin/python3 (it has
 #                         python3-pytest, python3-psycopg2, python3-redis;
 #                         the pyenv python3 on PATH does not), against real
@@ -97,9 +97,9 @@ run_pytest() {
 	echo "$name: $p passed, $f failed, $s skipped"
 }
 
-# The libFuzzer target: a short bounded run (FUZZ_SECONDS, default 20).
-echo "== fuzz (webhook signature, envelope and order parsers)"
-run_tap fuzz_webhook sh "$OF_SRCDIR/tests/fuzz/run.sh" "$OF_SRCDIR" "$OF_BUILDDIR" "${FUZZ_SECONDS:-20}"
+# The libFuzzer targets: a short bounded run of each (FUZZ_SECONDS, default 10).
+echo "== fuzz (webhook, JWT, authorization, workflow definitions, shipping parsers)"
+run_tap fuzz sh "$OF_SRCDIR/tests/fuzz/run.sh" "$OF_SRCDIR" "$OF_BUILDDIR" "${FUZZ_SECONDS:-10}"
 
 echo "== fake TikTok Shop server self-tests"
 run_pytest faketiktok "$OF_SRCDIR/tests/faketiktok"
