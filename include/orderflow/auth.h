@@ -30,7 +30,9 @@
 
 struct auth;
 struct httpd_req;
+struct evbuffer;
 struct pg_pool;
+struct worker_set;
 struct worker;
 
 #define AUTH_KEY_PREFIX "ofk_"		/* every API key starts with it */
@@ -72,6 +74,12 @@ struct auth *auth_new(struct worker *w);
 void auth_free(struct auth *a);
 /* Authenticate hr from its Authorization header; see auth_cb. */
 void auth_request(struct auth *a, struct httpd_req *hr, auth_cb *cb, void *arg);
+/*
+ * Prometheus lines: credentials refused, and requests refused 429 because
+ * their address failed more than auth.failure_burst times of late (one
+ * failure forgiven per auth.failure_refill), before any check or query.
+ */
+void auth_metrics(struct evbuffer *out, struct worker_set *s);
 /* Key ids in the cache now (expired ones included until they are purged). */
 size_t auth_cache_count(const struct auth *a);
 

@@ -111,6 +111,8 @@ struct config {
 		char	*jwt_audience;	/* required "aud"; "" = not checked */
 		int64_t	jwt_leeway;	/* ms of clock skew allowed on exp and nbf */
 		int64_t	api_key_ttl;	/* ms a verified API key is remembered */
+		int64_t	failure_burst;	/* refused credentials per address before 429; 0 = off */
+		int64_t	failure_refill;	/* ms after which one failure is forgiven */
 	} auth;
 	struct {
 		int64_t	rate;		/* requests per second per creator or key; 0 = off */

@@ -121,6 +121,8 @@ static const struct config_key config_keys[] = {
 	{ "auth", "jwt_audience", CONFIG_STRING, "", 0, 0, OFF(auth.jwt_audience), 0 },
 	{ "auth", "jwt_leeway", CONFIG_DURATION, "30s", 0, SEC(300), OFF(auth.jwt_leeway), 0 },
 	{ "auth", "api_key_ttl", CONFIG_DURATION, "10s", 0, SEC(3600), OFF(auth.api_key_ttl), 0 },
+	{ "auth", "failure_burst", CONFIG_INT, "20", 0, 1000000, OFF(auth.failure_burst), 0 },
+	{ "auth", "failure_refill", CONFIG_DURATION, "1s", MS(10), SEC(3600), OFF(auth.failure_refill), 0 },
 	{ "ratelimit", "rate", CONFIG_INT, "50", 0, 1000000, OFF(ratelimit.rate), 0 },
 	{ "ratelimit", "burst", CONFIG_INT, "100", 1, 10000000, OFF(ratelimit.burst), 0 },
 	{ "api", "order_cache_ttl", CONFIG_DURATION, "30s", 0, SEC(86400), OFF(api.order_cache_ttl), 0 },

@@ -110,7 +110,7 @@ const struct service service_table[] = {
 	[SERVICE_CARRIER] = { .name = "carrier", .create = cr_new_hook, .close = cr_close_hook,
 	    .destroy = cr_free_hook, .metrics = cr_metrics },
 	[SERVICE_AUTH] = { .name = "auth", .prepare = auth_prepare, .create = auth_new_hook,
-	    .destroy = auth_free_hook },
+	    .destroy = auth_free_hook, .metrics = auth_metrics },
 	[SERVICE_RATELIMIT] = { .name = "ratelimit", .create = ratelimit_new_hook,
 	    .reconfigure = ratelimit_reconfigure_hook, .destroy = ratelimit_free_hook,
 	    .metrics = ratelimit_metrics_hook },

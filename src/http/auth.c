@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <libpq-fe.h>
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <stdatomic.h>
 
 #include "orderflow/auth.h"
 #include "orderflow/config.h"
@@ -81,6 +83,12 @@ struct auth_creator {
 	int64_t		expires_ms;	/* monotonic */
 };
 
+/* A client address's recent authentication failures: a token bucket. */
+struct auth_fails {
+	double		tokens;		/* failures it may still make at once */
+	int64_t		at_ms;		/* monotonic, when tokens was computed */
+};
+
 struct auth {
 	struct worker	*w;
 	struct auth_entry *buckets[AUTH_BUCKETS];
@@ -89,6 +97,9 @@ struct auth {
 	uint64_t	seed;		/* bucket hash key */
 	TAILQ_HEAD(, auth_pending) pending; /* lookups in flight */
 	struct smap	*creators;	/* JWT subject -> struct auth_creator */
+	struct smap	*fails;		/* client address -> struct auth_fails */
+	atomic_ullong	failures;	/* credentials refused (401, 403) */
+	atomic_ullong	throttled;	/* refused 429 before any check */
 };
 
 void
@@ -109,6 +120,7 @@ auth_new(struct worker *w)
 	TAILQ_INIT(&a->pending);
 	a->seed = ((uint64_t)util_random() << 32) | util_random();
 	a->creators = smap_new();
+	a->fails = smap_new();
 	return a;
 }
 
@@ -130,6 +142,7 @@ auth_free(struct auth *a)
 		free(e);
 	}
 	smap_free(a->creators, free);
+	smap_free(a->fails, free);
 	free(a);
 }
 
@@ -271,6 +284,112 @@ auth_cache_put(struct auth *a, const struct auth_entry *src, int64_t now_ms, int
 	a->count++;
 }
 
+/* --- failures per client address --------------------------------------- */
+
+/* The request's peer address as text ("" when unknown). */
+static void
+auth_peer(struct httpd_req *hr, char out[64])
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(hr->req);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	out[0] = '\0';
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, &addr, &port);
+	if (addr != NULL)
+		snprintf(out, 64, "%s", addr);
+}
+
+/* The bucket of ip refilled to now; NULL when none is kept (never failed, or limiting is off). */
+static struct auth_fails *
+auth_fails_of(struct auth *a, const char *ip, int64_t now_ms)
+{
+	const struct config *cfg = a->w->cfg;
+	struct auth_fails *f = smap_get(a->fails, ip);
+
+	if (f == NULL || cfg->auth.failure_burst == 0)
+		return NULL;
+	f->tokens += (double)(now_ms - f->at_ms) / (double)cfg->auth.failure_refill;
+	if (f->tokens > (double)cfg->auth.failure_burst)
+		f->tokens = (double)cfg->auth.failure_burst;
+	f->at_ms = now_ms;
+	return f;
+}
+
+/* Count one refused credential of the request's address. */
+static void
+auth_failed(struct httpd_req *hr)
+{
+	struct auth *a = hr->w->svc[SERVICE_AUTH];
+	int64_t now = util_mono_us() / 1000, burst;
+	struct auth_fails *f;
+	char ip[64];
+
+	if (a == NULL)
+		return;
+	util_count(&a->failures, 1);
+	if ((burst = a->w->cfg->auth.failure_burst) == 0)
+		return;
+	auth_peer(hr, ip);
+	if ((f = auth_fails_of(a, ip, now)) == NULL) {
+		/* Bounded: a full table starts again (an attacker with many addresses gains little). */
+		if (smap_count(a->fails) >= AUTH_CACHE_MAX) {
+			smap_free(a->fails, free);
+			a->fails = smap_new();
+		}
+		f = xmalloc(sizeof(*f));
+		*f = (struct auth_fails){ (double)burst, now };
+		smap_put(a->fails, ip, f);
+	}
+	f->tokens -= 1.0;
+}
+
+/* True (after answering 429) when the address failed too often of late. */
+static bool
+auth_throttled(struct auth *a, struct httpd_req *hr, auth_cb *cb, void *arg)
+{
+	struct auth_result res = { .ok = false };
+	struct auth_fails *f;
+	char ip[64], secs[24];
+	double wait_s;
+
+	if (a->w->cfg->auth.failure_burst == 0)
+		return false;
+	auth_peer(hr, ip);
+	if ((f = auth_fails_of(a, ip, util_mono_us() / 1000)) == NULL || f->tokens >= 1.0)
+		return false;
+	util_count(&a->throttled, 1);
+	wait_s = (1.0 - f->tokens) * (double)a->w->cfg->auth.failure_refill / 1000.0;
+	snprintf(secs, sizeof(secs), "%lld", (long long)wait_s + 1);
+	evhttp_add_header(evhttp_request_get_output_headers(hr->req), "Retry-After", secs);
+	httpd_error(hr, 429, "too_many_failures", "too many failed authentications from this "
+	    "address: try again in %s s", secs);
+	cb(NULL, &res, arg);
+	return true;
+}
+
+void
+auth_metrics(struct evbuffer *out, struct worker_set *s)
+{
+	unsigned long long f = 0, t = 0;
+
+	for (int i = 0; i < s->n; i++) {
+		struct auth *a = s->workers[i].svc[SERVICE_AUTH];
+
+		f += atomic_load(&a->failures);
+		t += atomic_load(&a->throttled);
+	}
+	evbuffer_add_printf(out,
+	    "# HELP orderflow_auth_failures_total Dashboard credentials refused (401, 403).\n"
+	    "# TYPE orderflow_auth_failures_total counter\n"
+	    "orderflow_auth_failures_total %llu\n"
+	    "# HELP orderflow_auth_throttled_total Requests refused 429 for an address's failures, "
+	    "before any check.\n"
+	    "# TYPE orderflow_auth_throttled_total counter\n"
+	    "orderflow_auth_throttled_total %llu\n", f, t);
+}
+
 /* --- answers ---------------------------------------------------------- */
 
 /* 401; presented: credentials were sent but are bad (error="invalid_token"). */
@@ -280,6 +399,8 @@ auth_refuse(struct httpd_req *hr, bool presented, const char *why, auth_cb *cb, 
 	struct auth_result res = { .ok = false };
 
 	log_debug("unauthorized", "path=%s why=%s", log_quote(hr->path), log_quote(why));
+	if (presented)
+		auth_failed(hr);
 	evhttp_add_header(evhttp_request_get_output_headers(hr->req), "WWW-Authenticate",
 	    presented ? "Bearer realm=\"orderflow\", error=\"invalid_token\"" :
 	    "Bearer realm=\"orderflow\"");
@@ -446,6 +567,7 @@ auth_jwt_decide(struct httpd_req *hr, const char *creator, bool exists, auth_cb 
 		return;
 	}
 	log_debug("forbidden", "path=%s why=%s", log_quote(hr->path), "sub is no creator");
+	auth_failed(hr);
 	httpd_error(hr, 403, "unknown_creator", "the token is valid, but its subject is no creator "
 	    "of this service");
 	cb(NULL, &res, arg);
@@ -542,6 +664,9 @@ auth_request(struct auth *a, struct httpd_req *hr, auth_cb *cb, void *arg)
 	size_t scheme, len;
 	const char *cred;
 
+	/* Before any check: a guesser's next try costs neither a hash nor a query. */
+	if (auth_throttled(a, hr, cb, arg))
+		return;
 	if (h == NULL || h[strspn(h, " \t")] == '\0') {
 		auth_refuse(hr, false, "authentication required: send Authorization: Bearer <token>"
 		    " or Authorization: ApiKey <key>", cb, arg);

@@ -342,6 +342,26 @@ def test_valid_token_of_no_creator_is_403_everywhere(api):
     assert r.status == 200 and r.json()["orders"] == []
 
 
+def test_failed_authentication_limited_per_address_before_any_lookup(make_daemon):
+    d = make_daemon(workers=1, overrides={"auth": {"jwt_secret": SECRET, "failure_burst": "5",
+                                                   "failure_refill": "300ms"},
+                                          "ratelimit": {"rate": "0"}})
+    d.migrate()
+    a, _ = seed(d, "fl@example.com", ORDERS_A[:1])
+    d.start(migrate=False)
+    guesses = ["ApiKey ofk_%016x_%s" % (i, "A" * 43) for i in range(8)]
+    codes = [d.get("/api/orders", headers={"Authorization": g}).status for g in guesses]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429] * 3, codes
+    r = d.get("/api/orders", headers=auth(a))      # valid, but from the same address
+    assert_error(r, 429, "too_many_failures")
+    assert int(r.header("Retry-After")) >= 1
+    m = test_sync.metrics(d)
+    assert metric_value(m, "orderflow_auth_failures_total") == 5
+    assert metric_value(m, "orderflow_auth_throttled_total") == 4
+    time.sleep(0.7)     # two failures forgiven
+    assert d.get("/api/orders", headers=auth(a)).status == 200
+
+
 def test_rate_limit_429_then_recovery(make_daemon):
     d = make_daemon(overrides={"auth": {"jwt_secret": SECRET}, "ratelimit": {"rate": "2", "burst": "3"}})
     d.migrate()
