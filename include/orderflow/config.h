@@ -70,6 +70,7 @@ struct config {
 		int64_t	max_skew;	/* ms an event's timestamp may be ahead of us */
 		int64_t	max_batch;	/* events per group-commit transaction */
 		int64_t	shop_refresh;	/* ms between reloads of the shop credentials */
+		int64_t	retention;	/* ms a processed event keeps its raw body; 0 = for ever */
 	} webhook;
 	struct {
 		char	*api_base;	/* https://host[:port] of the Partner API */

@@ -45,6 +45,7 @@ enum service_id {
 	SERVICE_PROC,		/* stored webhook events: fetch and apply */
 	SERVICE_POLL,		/* polling reconciliation */
 	SERVICE_STATS,		/* the list summary's counters (worker 0) */
+	SERVICE_RETAIN,		/* raw webhook bodies cleared after webhook.retention (worker 0) */
 	SERVICE_CACHE,		/* the Redis copy of order documents */
 	SERVICE_SHIP,		/* the workflow's shipping steps */
 	SERVICE_WF,		/* the workflow engine */

@@ -88,6 +88,7 @@ static const struct config_key config_keys[] = {
 	{ "webhook", "max_skew", CONFIG_DURATION, "5min", 0, SEC(86400), OFF(webhook.max_skew), 0 },
 	{ "webhook", "max_batch", CONFIG_INT, "512", 1, 10000, OFF(webhook.max_batch), 0 },
 	{ "webhook", "shop_refresh", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(webhook.shop_refresh), 0 },
+	{ "webhook", "retention", CONFIG_DURATION, "720h", 0, SEC(3650LL * 86400), OFF(webhook.retention), 0 },
 	{ "tiktok", "api_base", CONFIG_URL, "https://open-api.tiktokglobalshop.com", 0, 0, OFF(tiktok.api_base), CONFIG_RESTART },
 	{ "tiktok", "ca_file", CONFIG_STRING, "", 0, 0, OFF(tiktok.ca_file), CONFIG_RESTART },
 	{ "tiktok", "connections", CONFIG_INT, "4", 1, 256, OFF(tiktok.connections), CONFIG_RESTART },

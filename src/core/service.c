@@ -18,6 +18,7 @@
 #include "orderflow/poll.h"
 #include "orderflow/proc.h"
 #include "orderflow/ratelimit.h"
+#include "orderflow/retain.h"
 #include "orderflow/rest_bulk.h"
 #include "orderflow/rest_inventory.h"
 #include "orderflow/rest_orders.h"
@@ -63,6 +64,10 @@ SERVICE_NEW(poll_new)
 SERVICE_HOOK(SERVICE_POLL, poll_start)
 SERVICE_HOOK(SERVICE_POLL, poll_close)
 SERVICE_HOOK(SERVICE_POLL, poll_free)
+SERVICE_NEW(retain_new)
+SERVICE_HOOK(SERVICE_RETAIN, retain_start)
+SERVICE_HOOK(SERVICE_RETAIN, retain_close)
+SERVICE_HOOK(SERVICE_RETAIN, retain_free)
 SERVICE_NEW(stats_new)
 SERVICE_HOOK(SERVICE_STATS, stats_start)
 SERVICE_HOOK(SERVICE_STATS, stats_close)
@@ -123,6 +128,9 @@ const struct service service_table[] = {
 	[SERVICE_STATS] = { .name = "stats", .prepare = stats_prepare, .create = stats_new_hook,
 	    .start = stats_start_hook, .close = stats_close_hook, .destroy = stats_free_hook,
 	    .metrics = stats_metrics },
+	[SERVICE_RETAIN] = { .name = "retain", .prepare = retain_prepare, .create = retain_new_hook,
+	    .start = retain_start_hook, .close = retain_close_hook, .destroy = retain_free_hook,
+	    .metrics = retain_metrics },
 	[SERVICE_CACHE] = { .name = "cache", .order_changed = cache_order_changed },
 	[SERVICE_SHIP] = { .name = "shipping", .prepare = ship_prepare, .create = ship_new,
 	    .start = ship_start, .close = ship_close, .destroy = ship_free, .metrics = ship_metrics },

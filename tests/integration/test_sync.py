@@ -466,3 +466,25 @@ def test_sigterm_with_calls_in_flight_exits_cleanly(make_daemon, fake, certs):
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
     # Nothing was lost: the events wait, leased, for the next start.
     assert sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NULL") == [(5,)]
+
+
+def test_processed_bodies_purged_after_retention_dead_letters_kept(make_daemon, fake, certs):
+    """A processed event's raw body (the buyer's data) goes after webhook.retention; its
+    row stays (it deduplicates redeliveries); a dead letter keeps its body."""
+    fake.seed({"id": "7701", "update_time": int(time.time())})
+    d = synced(make_daemon, fake, certs, start=False)
+    d.set("webhook", "retention", "2s")
+    d.write_config()
+    d.start(migrate=False)
+    hook(d, "7701", "ret-1")
+    wait_sql(d, "SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL", 1)
+    sql(d, "INSERT INTO webhook_events (dedupe_key, event_type, raw_body, received_at, dead_at,"
+           " last_error) VALUES ('dead-1', 1, '{}', now() - interval '1 day', now(), 'x')")
+    wait_sql(d, "SELECT count(*) FROM webhook_events WHERE raw_body IS NULL", 1, timeout=15)
+    assert sql(d, "SELECT dedupe_key, raw_body IS NULL FROM webhook_events ORDER BY id") == \
+        [("ret-1", True), ("dead-1", False)]
+    # The redelivery is still recognised.
+    r = hook(d, "7701", "ret-1")
+    assert r.json()["message"] == "duplicate", r
+    assert metric_value(parse_metrics(d.get("/metrics").text),
+                        "orderflow_webhook_bodies_purged_total") == 1
