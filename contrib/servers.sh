@@ -30,7 +30,7 @@
 OF_BUILD_DEPS="build-essential autoconf automake libtool pkg-config libevent-dev
 libpq-dev libhiredis-dev libssl-dev libjansson-dev libinih-dev libjwt-dev
 libsystemd-dev libcmocka-dev postgresql redis-server python3-pytest
-python3-psycopg2 python3-redis python3-yaml wrk mandoc clang libclang-rt-14-dev openssl
+python3-psycopg2 python3-redis python3-yaml python3-jsonschema wrk mandoc clang libclang-rt-14-dev openssl
 systemd"
 
 OF_PG_BIN=${OF_PG_BIN:-/usr/lib/postgresql/15/bin}

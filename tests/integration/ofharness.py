@@ -821,7 +821,18 @@ class Orderflowd:
     # --- HTTP ----------------------------------------------------------------
 
     def request(self, method, path, body=None, headers=None, timeout=10.0, conn=None):
-        return http_request(self.port, method, path, body, headers, timeout, conn=conn)
+        r = http_request(self.port, method, path, body, headers, timeout, conn=conn)
+        if os.environ.get("OF_SCHEMA_CHECK", "1") != "0":
+            import ofschema
+            try:
+                ofschema.check(srcdir(), method, path, r.status, r.header("Content-Type"), r.body)
+            except ofschema.SchemaMismatch as e:
+                report = os.environ.get("OF_SCHEMA_REPORT")
+                if not report:
+                    raise
+                with open(report, "a") as f:
+                    f.write(str(e) + "\n")
+        return r
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -99,3 +99,22 @@ def test_openapi_validator():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and re.search(r"^ok 1 ", proc.stdout, re.M), \
         "tests/openapi/validate.js (exit %d):\n%s" % (proc.returncode, out)
+
+
+def test_answers_are_checked_against_the_document():
+    """ofschema, which ofharness runs on every answer, refuses what the document does not say."""
+    import ofschema
+    src = ofharness.srcdir()
+    ok = b'{"error":{"code":"not_found","message":"no such order"}}'
+    ofschema.check(src, "GET", "/api/orders/x", 404, "application/json", ok)
+    with pytest.raises(ofschema.SchemaMismatch, match="does not document"):
+        ofschema.check(src, "GET", "/api/orders/x", 418, "application/json", ok)
+    with pytest.raises(ofschema.SchemaMismatch, match="against the schema"):
+        ofschema.check(src, "GET", "/api/orders/x", 404, "application/json", b'{"error":"flat"}')
+    with pytest.raises(ofschema.SchemaMismatch, match="against the schema"):
+        ofschema.check(src, "GET", "/api/shops", 200, "application/json",
+                       b'{"shops":[{"id":"x","access_token":"leak"}]}')
+    # Literal segments before parameters, as in the daemon's table.
+    with pytest.raises(ofschema.SchemaMismatch, match="/api/orders/bulk/status"):
+        ofschema.check(src, "POST", "/api/orders/bulk/status", 418, "application/json", ok)
+    ofschema.check(src, "GET", "/nope", 404, "application/json", ok)   # not a documented route
