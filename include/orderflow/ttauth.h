@@ -33,7 +33,7 @@ enum ttauth_state_err {
 
 /*
  * A new state for creator (a UUID in text) valid until expires (Unix
- * seconds); false when the random generator failed.
+ * seconds); false when creator is not a UUID or the random generator failed.
  */
 bool ttauth_state_make(const char *app_secret, const char *creator, int64_t expires,
     char state[TTAUTH_STATE_LEN + 1], char nonce[TTAUTH_NONCE_HEX + 1]);

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,19 +44,40 @@ ttauth_mac(const char *app_secret, const unsigned char *payload, unsigned char m
 	OPENSSL_cleanse(key, sizeof(key));
 }
 
-/* "xxxxxxxx-xxxx-..." to 16 bytes; the caller checked it is a UUID. */
-static void
+static int
+ttauth_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A UUID in text (8-4-4-4-12 hex digits) as its 16 bytes; false when it is not one. */
+static bool
 ttauth_uuid_bytes(const char *uuid, unsigned char out[16])
 {
-	for (int i = 0, j = 0; uuid[i] != '\0' && j < 16; i++) {
-		unsigned int v;
+	size_t j = 0;
 
-		if (uuid[i] == '-')
+	if (strlen(uuid) != 36)
+		return false;
+	for (size_t i = 0; i < 36; i += 2) {
+		int hi, lo;
+
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (uuid[i] != '-')
+				return false;
+			i--;		/* the dash is one character, not two */
 			continue;
-		sscanf(uuid + i, "%2x", &v);
-		out[j++] = (unsigned char)v;
-		i++;
+		}
+		if ((hi = ttauth_nibble(uuid[i])) < 0 || (lo = ttauth_nibble(uuid[i + 1])) < 0)
+			return false;
+		out[j++] = (unsigned char)(hi << 4 | lo);
 	}
+	return j == 16;
 }
 
 static void
@@ -77,7 +99,8 @@ ttauth_state_make(const char *app_secret, const char *creator, int64_t expires,
 	unsigned char raw[TTAUTH_RAW];
 	char enc[4 * ((TTAUTH_RAW + 2) / 3) + 1];
 
-	ttauth_uuid_bytes(creator, raw);
+	if (!ttauth_uuid_bytes(creator, raw))
+		return false;
 	for (int i = 0; i < 8; i++)
 		raw[16 + i] = (unsigned char)((uint64_t)expires >> (56 - 8 * i));
 	if (RAND_bytes(raw + 24, 16) != 1)

@@ -41,6 +41,23 @@ test_state_round_trip(void **st)
 }
 
 static void
+test_state_needs_a_uuid(void **st)
+{
+	char state[TTAUTH_STATE_LEN + 1], nonce[TTAUTH_NONCE_HEX + 1], who[37];
+
+	assert_false(ttauth_state_make("secret", "not-a-uuid", NOW + 600, state, nonce));
+	assert_false(ttauth_state_make("secret", "2f1c7c3e-8a7b-4c1e-9d6f-0a1b2c3d4e5g", NOW, state,
+	    nonce));
+	assert_false(ttauth_state_make("secret", "2f1c7c3e8a7b-4c1e-9d6f-0a1b2c3d4e5f0", NOW, state,
+	    nonce));
+	/* Upper case is the same UUID; the state names it in lower case. */
+	assert_true(ttauth_state_make("secret", "2F1C7C3E-8A7B-4C1E-9D6F-0A1B2C3D4E5F", NOW + 600,
+	    state, nonce));
+	assert_int_equal(ttauth_state_check("secret", state, NOW, who, nonce), TTAUTH_STATE_OK);
+	assert_string_equal(who, creator);
+}
+
+static void
 test_state_nonces_differ(void **st)
 {
 	char a[TTAUTH_STATE_LEN + 1], b[TTAUTH_STATE_LEN + 1];
@@ -219,6 +236,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_round_trip),
+		cmocka_unit_test(test_state_needs_a_uuid),
 		cmocka_unit_test(test_state_nonces_differ),
 		cmocka_unit_test(test_state_expired),
 		cmocka_unit_test(test_state_forged),
