@@ -29,7 +29,7 @@
 # shellcheck disable=SC2034 # used by the scripts that source this file
 OF_BUILD_DEPS="build-essential autoconf automake libtool pkg-config libevent-dev
 libpq-dev libhiredis-dev libssl-dev libjansson-dev libinih-dev libjwt-dev
-libsystemd-dev libcmocka-dev postgresql redis-server python3-pytest
+libsystemd-dev libcmocka-dev zlib1g-dev postgresql redis-server python3-pytest
 python3-psycopg2 python3-redis python3-yaml python3-jsonschema wrk mandoc clang libclang-rt-14-dev openssl
 systemd"
 

@@ -24,6 +24,8 @@
 /* Bytes of a secret read from a file (carrier.api_key_file ...). */
 #define CONFIG_SECRET_MAX 512
 
+struct www_site;
+
 struct config {
 	atomic_int	refs;		/* references; freed at zero */
 	char		*path;		/* file it came from, or "<defaults>" */
@@ -166,6 +168,23 @@ struct config {
 		int64_t	sla_warning;	/* ms before rts_sla_time an unshipped order is at risk */
 		int64_t	provider_cache;	/* ms TikTok's shipping providers are kept per delivery option */
 	} shipping;
+	struct {
+		char	*root;		/* the dashboard's static files */
+	} www;
+	struct {
+		int64_t	poll_interval;	/* ms between reads of the event log */
+		int64_t	heartbeat;	/* ms between SSE comments on a quiet stream */
+		int64_t	retention;	/* ms an event stays resumable */
+		int64_t	max_streams;	/* open streams per worker */
+		int64_t	max_streams_per_creator; /* open streams per creator, per process */
+		int64_t	max_buffer;	/* bytes queued to a slow stream before it is dropped */
+	} events;
+	/*
+	 * The files under www.root, loaded by main with the config (www.h);
+	 * dropped with it by site_free.  NULL when not loaded.
+	 */
+	struct www_site *site;
+	void		(*site_free)(struct www_site *site);
 };
 
 /* Called for each key that changed but needs a restart to take effect. */

@@ -16,7 +16,7 @@
 extern const int64_t metrics_bucket_us[METRICS_BUCKETS];
 
 /* Routes are counted by index into the route table; the last slot is "unmatched". */
-#define METRICS_MAX_ROUTES 64
+#define METRICS_MAX_ROUTES 96
 #define METRICS_STATUS_MIN 100
 #define METRICS_STATUS_MAX 599
 

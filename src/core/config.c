@@ -89,6 +89,13 @@ static const struct config_key config_keys[] = {
 	{ "webhook", "max_batch", CONFIG_INT, "512", 1, 10000, OFF(webhook.max_batch), 0 },
 	{ "webhook", "shop_refresh", CONFIG_DURATION, "10s", SEC(1), SEC(3600), OFF(webhook.shop_refresh), 0 },
 	{ "webhook", "retention", CONFIG_DURATION, "720h", 0, SEC(3650LL * 86400), OFF(webhook.retention), 0 },
+	{ "www", "root", CONFIG_STRING, OF_PKGDATADIR "/www", 0, 0, OFF(www.root), 0 },
+	{ "events", "poll_interval", CONFIG_DURATION, "200ms", MS(10), SEC(60), OFF(events.poll_interval), 0 },
+	{ "events", "heartbeat", CONFIG_DURATION, "15s", SEC(1), SEC(3600), OFF(events.heartbeat), 0 },
+	{ "events", "retention", CONFIG_DURATION, "24h", SEC(60), SEC(90LL * 86400), OFF(events.retention), 0 },
+	{ "events", "max_streams", CONFIG_INT, "10000", 0, 1000000, OFF(events.max_streams), 0 },
+	{ "events", "max_streams_per_creator", CONFIG_INT, "20", 1, 100000, OFF(events.max_streams_per_creator), 0 },
+	{ "events", "max_buffer", CONFIG_SIZE, "256k", 4096, 64 << 20, OFF(events.max_buffer), 0 },
 	{ "tiktok", "api_base", CONFIG_URL, "https://open-api.tiktokglobalshop.com", 0, 0, OFF(tiktok.api_base), CONFIG_RESTART },
 	{ "tiktok", "ca_file", CONFIG_STRING, "", 0, 0, OFF(tiktok.ca_file), CONFIG_RESTART },
 	{ "tiktok", "connections", CONFIG_INT, "4", 1, 256, OFF(tiktok.connections), CONFIG_RESTART },
@@ -605,6 +612,8 @@ config_free(struct config *cfg)
 	}
 	for (size_t i = 0; i < NELEM(config_secrets); i++)
 		free(*(char **)((char *)cfg + config_secrets[i].offset));
+	if (cfg->site != NULL && cfg->site_free != NULL)
+		cfg->site_free(cfg->site);
 	free(cfg->path);
 	free(cfg);
 }

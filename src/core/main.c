@@ -25,6 +25,7 @@
 #include "orderflow/auth.h"
 #include "orderflow/cmd.h"
 #include "orderflow/creators.h"
+#include "orderflow/www.h"
 
 #define MAIN_POLL_MS 50		/* readiness and exit checks */
 #define MAIN_STATUS_MS 5000	/* systemd STATUS= line */
@@ -126,6 +127,27 @@ main_restart_key(const char *key, void *arg)
 	log_warn("config key needs restart", "key=%s", key);
 }
 
+/*
+ * Load the dashboard's files into cfg (before any worker sees it), so a
+ * request never reads the disk.  A missing directory only warns.
+ */
+static bool
+main_load_site(struct config *cfg, char **cause)
+{
+	char *warning = NULL;
+
+	if ((cfg->site = www_site_load(cfg->www.root, &warning, cause)) == NULL)
+		return false;
+	cfg->site_free = www_site_free;
+	if (warning != NULL)
+		log_warn("no dashboard page", "reason=%s", log_quote(warning));
+	else
+		log_debug("dashboard files loaded", "root=%s files=%zu", log_quote(cfg->www.root),
+		    www_site_files(cfg->site));
+	free(warning);
+	return true;
+}
+
 static void
 main_reload(struct main_ctx *m)
 {
@@ -133,9 +155,11 @@ main_reload(struct main_ctx *m)
 	char *cause = NULL;
 
 	sysd_reloading();
-	if ((next = config_load(m->config_path, &cause)) == NULL) {
+	if ((next = config_load(m->config_path, &cause)) == NULL ||
+	    !main_load_site(next, &cause)) {
 		log_error("config reload failed", "error=%s", log_quote(cause));
 		free(cause);
+		config_unref(next);
 		sysd_ready();
 		return;
 	}
@@ -183,7 +207,7 @@ main_serve(struct main_ctx *m)
 	evthread_use_pthreads();
 	sysd_init();
 	m->base = event_base_new();
-	if ((m->workers = worker_set_new(m->cfg, &cause)) == NULL ||
+	if (!main_load_site(m->cfg, &cause) || (m->workers = worker_set_new(m->cfg, &cause)) == NULL ||
 	    !worker_set_start(m->workers, &cause)) {
 		log_error("cannot start", "error=%s", log_quote(cause));
 		free(cause);

@@ -34,6 +34,7 @@
 #include "orderflow/rest_workflows.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
+#include "orderflow/www.h"
 
 #define HTTPD_GET	0x01	/* GET, and HEAD with it */
 #define HTTPD_POST	0x02
@@ -103,15 +104,20 @@ struct httpd {
 	int		sending;		/* answers not yet fully written */
 };
 
+/* The dashboard's files (www.c): one more index after the table, for the metrics. */
+#define HTTPD_ROUTE_STATIC ((int)NELEM(httpd_routes))
+
 int
 httpd_route_count(void)
 {
-	return (int)NELEM(httpd_routes);
+	return HTTPD_ROUTE_STATIC + 1;
 }
 
 const char *
 httpd_route_pattern(int idx)
 {
+	if (idx == HTTPD_ROUTE_STATIC)
+		return "(static files)";
 	return idx >= 0 && idx < (int)NELEM(httpd_routes) ? httpd_routes[idx].pattern : "unmatched";
 }
 
@@ -278,6 +284,9 @@ httpd_on_request(struct evhttp_request *req, void *arg)
 	hr->route = httpd_find_route(hr, method, &allowed);
 	if (hr->route >= 0) {
 		httpd_routes[hr->route].handler(hr);
+	} else if (allowed == 0 && www_claims(h->w->cfg->site, hr->path)) {
+		hr->route = HTTPD_ROUTE_STATIC;
+		www_serve(hr);
 	} else if (allowed != 0) {
 		httpd_allow_header(req, allowed);
 		httpd_error(hr, 405, "method_not_allowed", "%s is not allowed on %s",
@@ -514,3 +523,6 @@ httpd_is_json(struct httpd_req *hr)
 	return ct != NULL && strncasecmp(ct, "application/json", n) == 0 &&
 	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
+
+_Static_assert(NELEM(httpd_routes) + 1 <= METRICS_MAX_ROUTES,
+    "metrics keep a row per route, static files included");

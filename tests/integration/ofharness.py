@@ -683,6 +683,9 @@ class Orderflowd:
                 "reconnect_max": "500ms",
             },
             "health": {},
+            # The dashboard's files from the source tree (installed ones
+            # would be stale or absent).
+            "www": {"root": os.path.join(srcdir(), "contrib", "www")},
             # Nothing listens on port 1: processing fails fast unless a test
             # points api_base at its fake TikTok server.  No polling unless asked.
             "tiktok": {
