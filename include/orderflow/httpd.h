@@ -53,6 +53,16 @@ const char *httpd_route_pattern(int idx);
 
 void httpd_reply(struct httpd_req *hr, int status, const char *content_type,
     const char *body, size_t len);
+/*
+ * Start a streamed answer (200, body in chunks, for Server-Sent Events):
+ * the request counts as answered now (metrics, drains) and hr is freed.
+ * The evhttp_request is the caller's until httpd_stream_end; when its
+ * client goes away, libevent detaches it from the connection (the
+ * connection's close callback runs) and httpd_stream_end only frees it.
+ */
+struct evhttp_request *httpd_stream_start(struct httpd_req *hr, const char *content_type);
+/* End a stream: the final chunk is a write a drain waits for. */
+void httpd_stream_end(struct worker *w, struct evhttp_request *req);
 /* Serialize doc compactly and answer; takes the reference. */
 void httpd_reply_json(struct httpd_req *hr, int status, json_t *doc);
 void httpd_error(struct httpd_req *hr, int status, const char *code, const char *fmt, ...)

@@ -12,6 +12,8 @@
  *                 wait before READY=1); NULL counts as ready
  *   start         on the worker's thread, after the pool and Redis started
  *   reconfigure   on the worker's thread, with a reloaded config
+ *   drain         on the worker's thread when a drain begins: end what
+ *                 would otherwise stay open (streams)
  *   close         on the worker's thread once the loop ended, in reverse
  *                 table order, before the pool and Redis close: drop what
  *                 waits, refuse new work
@@ -49,6 +51,7 @@ enum service_id {
 	SERVICE_CACHE,		/* the Redis copy of order documents */
 	SERVICE_SHIP,		/* the workflow's shipping steps */
 	SERVICE_WF,		/* the workflow engine */
+	SERVICE_EVENTS,		/* live updates: GET /api/events and the event log's retention */
 	SERVICE_COUNT
 };
 
@@ -60,6 +63,7 @@ struct service {
 	bool		(*ready)(struct worker *w);
 	void		(*start)(struct worker *w);
 	void		(*reconfigure)(struct worker *w, const struct config *cfg);
+	void		(*drain)(struct worker *w);
 	void		(*close)(struct worker *w);
 	void		(*destroy)(struct worker *w);
 	void		(*metrics)(struct evbuffer *out, struct worker_set *s);

@@ -27,6 +27,7 @@
 #include "orderflow/rest_workflows.h"
 #include "orderflow/service.h"
 #include "orderflow/ship.h"
+#include "orderflow/sse.h"
 #include "orderflow/stats.h"
 #include "orderflow/tok.h"
 #include "orderflow/tt.h"
@@ -68,6 +69,11 @@ SERVICE_NEW(retain_new)
 SERVICE_HOOK(SERVICE_RETAIN, retain_start)
 SERVICE_HOOK(SERVICE_RETAIN, retain_close)
 SERVICE_HOOK(SERVICE_RETAIN, retain_free)
+SERVICE_NEW(sse_new)
+SERVICE_HOOK(SERVICE_EVENTS, sse_start)
+SERVICE_HOOK(SERVICE_EVENTS, sse_drain)
+SERVICE_HOOK(SERVICE_EVENTS, sse_close)
+SERVICE_HOOK(SERVICE_EVENTS, sse_free)
 SERVICE_NEW(stats_new)
 SERVICE_HOOK(SERVICE_STATS, stats_start)
 SERVICE_HOOK(SERVICE_STATS, stats_close)
@@ -137,6 +143,9 @@ const struct service service_table[] = {
 	[SERVICE_WF] = { .name = "workflow", .prepare = wf_prepare, .create = wf_new,
 	    .start = wf_start, .reconfigure = wf_reconfigure, .close = wf_close, .destroy = wf_free,
 	    .metrics = wf_metrics, .order_changed = wf_order_changed },
+	[SERVICE_EVENTS] = { .name = "events", .prepare = sse_prepare, .create = sse_new_hook,
+	    .start = sse_start_hook, .drain = sse_drain_hook, .close = sse_close_hook,
+	    .destroy = sse_free_hook, .metrics = sse_metrics },
 	/* Statements only. */
 	{ .name = "health", .prepare = health_prepare },
 	{ .name = "admin", .prepare = admin_prepare },

@@ -160,6 +160,9 @@ worker_begin_drain(struct worker *w, void *arg)
 
 	w->draining = true;
 	httpd_stop_accepting(w->httpd);
+	for (int i = 0; i < SERVICE_COUNT; i++)
+		if (service_table[i].drain != NULL)
+			service_table[i].drain(w);
 	evtimer_add(w->drain_timer, &tv);
 	worker_request_done(w);
 }

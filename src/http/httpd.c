@@ -32,6 +32,7 @@
 #include "orderflow/rest_shipping.h"
 #include "orderflow/rest_shops.h"
 #include "orderflow/rest_workflows.h"
+#include "orderflow/sse.h"
 #include "orderflow/webhook.h"
 #include "orderflow/worker.h"
 #include "orderflow/www.h"
@@ -95,6 +96,7 @@ static const struct httpd_route httpd_routes[] = {
 	{ "/api/inventory/settings", HTTPD_GET, rest_inventory_settings },
 	{ "/api/inventory/settings", HTTPD_PUT, rest_inventory_settings_put },
 	{ "/api/inventory/{sku}", HTTPD_PUT, rest_inventory_put },
+	{ "/api/events", HTTPD_GET, sse_events },
 };
 
 struct httpd {
@@ -351,6 +353,30 @@ httpd_reply(struct httpd_req *hr, int status, const char *content_type, const ch
 	}
 	evhttp_send_reply(req, status, NULL, NULL);
 	httpd_done(hr, status);
+}
+
+struct evhttp_request *
+httpd_stream_start(struct httpd_req *hr, const char *content_type)
+{
+	struct evhttp_request *req = hr->req;
+
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
+	evhttp_send_reply_start(req, 200, "OK");
+	httpd_done(hr, 200);
+	return req;
+}
+
+void
+httpd_stream_end(struct worker *w, struct evhttp_request *req)
+{
+	struct httpd *h = w->httpd;
+
+	/* A stream whose client is gone has no connection: ending it only frees it. */
+	if (h != NULL && evhttp_request_get_connection(req) != NULL) {
+		h->sending++;
+		evhttp_request_set_on_complete_cb(req, httpd_on_sent, h);
+	}
+	evhttp_send_reply_end(req);
 }
 
 void

@@ -19,7 +19,7 @@ import ofharness
 ROUTE = re.compile(r'\{\s*"(/[^"]*)"\s*,\s*([A-Z_| ]+?)\s*,\s*\w+\s*\}')
 
 # The dashboard: authenticated, rate limited, scoped by the creator.
-DASHBOARD = ("/api/orders", "/api/workflows", "/api/inventory", "/api/shops")
+DASHBOARD = ("/api/orders", "/api/workflows", "/api/inventory", "/api/shops", "/api/events")
 
 # Operations on a path with a parameter that never answer 404: they create
 # what the path names when it is missing (upserts).
