@@ -238,6 +238,10 @@ migrations_dir = $SRCDIR/sql
 [redis]
 socket = $OF_REDIS_SOCKET
 
+# The dashboard page, from the source tree.
+[www]
+root = $SRCDIR/contrib/www
+
 # The fake TikTok Shop server started by quickstart.sh (see its header).
 # The demo shop is connected through the fake's authorization page and
 # token endpoints, as a real shop is through TikTok's (README "Shops").
@@ -342,9 +346,15 @@ print_howto() {
 	local url=http://127.0.0.1:$PORT ca=$RUNDIR/tt/ca.pem hook=contrib/send-webhook.sh
 	local tt=https://127.0.0.1:$FAKE_PORT carrier=https://127.0.0.1:$CARRIER_PORT
 	[[ $PORT == 8080 ]] || hook="OF_URL=$url $hook"
+	local signin
+	signin=$(OF_JWT_SECRET=$JWT_SECRET "$SRCDIR/contrib/make-token.sh" "$DEMO_CREATOR" 43200) ||
+		die "cannot make the dashboard sign-in token"
 	cat >&2 <<EOF
 
 orderflowd is starting on $url
+The dashboard: open $url/ in a browser and paste this sign-in token (the demo
+creator's, valid 12 hours; contrib/make-token.sh $DEMO_CREATOR 43200 makes another):
+  $signin
   curl $url/healthz
   curl $url/readyz
   curl $url/api/health/orders
@@ -364,6 +374,7 @@ Dashboard API as the demo creator (token by contrib/make-token.sh):
   curl -H "\$H" $url/api/orders/576653688135258178         # workflow, shipping_info, tracking_info
   curl -H "\$H" '$url/api/workflows?status=waiting'         # the needs-attention inbox
   curl -H "\$H" '$url/api/inventory?low_stock=true'         # stock: on hand, reserved
+  curl -N -H "\$H" $url/api/events                          # live updates (Server-Sent Events); send a webhook meanwhile
 Shipping (README "Shipping"; the fakes' admin endpoints take no credentials):
   TT=$tt CARRIER=$carrier
   # shipped by TikTok: the demo order above goes on to shipped; TikTok delivers it
